@@ -1,0 +1,210 @@
+//! Cache keys: rendering templates, escaping argument values, hashing arguments, and the
+//! invalidation markers a key is checked against.
+//!
+//! A key is a list of `:`-separated segments. Template literals supply the separators; argument
+//! values are escaped so that they can never contain one, nor anything a Redis glob pattern gives
+//! meaning to. That is what makes a prefix pattern (`users:42:*`) unable to reach outside its prefix.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+/// Escaped argument values longer than this are replaced by their hash.
+pub(crate) const MAX_VALUE_LEN: usize = 64;
+/// Keys longer than this are not cached (the call goes straight through, counted as an error).
+pub const MAX_KEY_LEN: usize = 1024;
+/// Namespace of invalidation markers; templates may not start with it.
+pub(crate) const MARKER_NS: &str = "__inv:";
+
+/// Why a key could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// An argument could not be serialized.
+    #[error("argument `{0}` cannot be serialized: {1}")]
+    Serialize(&'static str, String),
+    /// The rendered key exceeds [`MAX_KEY_LEN`].
+    #[error("key longer than {MAX_KEY_LEN} bytes")]
+    TooLong,
+    /// The key is empty, has an empty segment, or uses the reserved marker namespace.
+    #[error("malformed key `{0}`")]
+    Malformed(String),
+}
+
+/// Builds one key (or invalidation pattern) from template parts. Used by the macro expansions
+/// through `__private`, and usable directly.
+#[derive(Debug, Default)]
+pub struct KeyBuilder {
+    key: String,
+    hasher: Option<blake3::Hasher>,
+    error: Option<KeyError>,
+}
+
+impl KeyBuilder {
+    /// Starts an empty key.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends literal template text, as is.
+    pub fn literal(&mut self, text: &str) -> &mut Self {
+        self.key.push_str(text);
+        self
+    }
+
+    /// Appends an argument value, escaped (and hashed when long). Strings appear as themselves,
+    /// numbers and booleans as their JSON text, anything else as its JSON.
+    pub fn value<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) -> &mut Self {
+        match serde_json::to_value(value) {
+            Ok(serde_json::Value::String(s)) => push_escaped(&mut self.key, &s),
+            Ok(other) => push_escaped(&mut self.key, &other.to_string()),
+            Err(e) => self.fail(KeyError::Serialize(name, e.to_string())),
+        }
+        self
+    }
+
+    /// Feeds an argument into the `:<hash>` suffix (blake3 over its serde_json form).
+    pub fn hash<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) -> &mut Self {
+        let hasher = self.hasher.get_or_insert_with(blake3::Hasher::new);
+        // Length-free framing: each value is JSON (self-delimiting) followed by a separator byte
+        // that JSON text never contains unescaped.
+        match serde_json::to_writer(&mut *hasher, value) {
+            Ok(()) => {
+                hasher.update(b"\n");
+            }
+            Err(e) => self.fail(KeyError::Serialize(name, e.to_string())),
+        }
+        self
+    }
+
+    /// Feeds a type into the hash suffix (generic functions cache per instantiation).
+    pub fn type_param<T: ?Sized>(&mut self) -> &mut Self {
+        let hasher = self.hasher.get_or_insert_with(blake3::Hasher::new);
+        hasher.update(std::any::type_name::<T>().as_bytes());
+        hasher.update(b"\n");
+        self
+    }
+
+    /// Finishes the key: appends `:<hash>` when anything was hashed.
+    ///
+    /// # Errors
+    /// When an argument failed to serialize or the key is too long or malformed.
+    pub fn finish(mut self) -> Result<String, KeyError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        if let Some(hasher) = self.hasher {
+            self.key.push(':');
+            push_hash(&mut self.key, &hasher.finalize());
+        }
+        check_key(&self.key)?;
+        Ok(self.key)
+    }
+
+    fn fail(&mut self, error: KeyError) {
+        self.error.get_or_insert(error);
+    }
+}
+
+/// Checks a complete key: non-empty segments, bounded length, not in the marker namespace.
+pub(crate) fn check_key(key: &str) -> Result<(), KeyError> {
+    if key.len() > MAX_KEY_LEN {
+        return Err(KeyError::TooLong);
+    }
+    if key.is_empty() || key.split(':').any(str::is_empty) || key.starts_with(MARKER_NS) {
+        return Err(KeyError::Malformed(key.to_owned()));
+    }
+    Ok(())
+}
+
+fn push_hash(out: &mut String, hash: &blake3::Hash) {
+    // 128 bits of blake3: collisions are out of reach, keys stay short.
+    for b in hash.as_bytes().iter().take(16) {
+        let _ = write!(out, "{b:02x}");
+    }
+}
+
+/// Escapes one argument value into `out`. Percent-encoding of `%`, `:`, glob characters, braces
+/// (Redis Cluster hash tags), backslash, whitespace and control characters keeps the mapping
+/// injective; a value whose escaped form is long becomes `%h` + hash (`h` is not a hex digit, so
+/// no escaped value can look like a hashed one).
+pub(crate) fn push_escaped(out: &mut String, value: &str) {
+    let start = out.len();
+    for c in value.chars() {
+        if matches!(c, '%' | ':' | '*' | '?' | '[' | ']' | '\\' | '{' | '}')
+            || c.is_whitespace()
+            || c.is_control()
+        {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                let _ = write!(out, "%{b:02X}");
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    if value.is_empty() {
+        // An empty value must not produce an empty segment (`users::tasks`).
+        out.push_str("%00e");
+    }
+    if out.len() - start > MAX_VALUE_LEN {
+        out.truncate(start);
+        out.push_str("%h");
+        push_hash(out, &blake3::hash(value.as_bytes()));
+    }
+}
+
+/// What an invalidation names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Pattern {
+    /// Every entry (`*`): the global epoch.
+    All,
+    /// Every key under a prefix (`users:*`, `users:42:*`); holds the prefix without `:*`.
+    Prefix(String),
+    /// One key.
+    Exact(String),
+}
+
+impl Pattern {
+    /// Parses `*`, `prefix:*` or an exact key. A `*` anywhere but as a whole trailing segment
+    /// is rejected: markers make prefix invalidation O(1), and only prefixes have markers.
+    pub(crate) fn parse(pattern: &str) -> Result<Self, KeyError> {
+        if pattern == "*" {
+            return Ok(Self::All);
+        }
+        let (body, prefix) = match pattern.strip_suffix(":*") {
+            Some(body) => (body, true),
+            None => (pattern, false),
+        };
+        if body.contains(['*', '?', '[', ']']) {
+            return Err(KeyError::Malformed(pattern.to_owned()));
+        }
+        check_key(body)?;
+        Ok(if prefix {
+            Self::Prefix(body.to_owned())
+        } else {
+            Self::Exact(body.to_owned())
+        })
+    }
+
+    /// The marker key (without the cache prefix) that this pattern bumps.
+    pub(crate) fn marker(&self) -> String {
+        match self {
+            Self::All => format!("{MARKER_NS}*"),
+            Self::Prefix(p) => format!("{MARKER_NS}{p}:*"),
+            Self::Exact(k) => format!("{MARKER_NS}{k}"),
+        }
+    }
+}
+
+/// The markers an entry under `key` is checked against, in a fixed order: the epoch, one per
+/// proper segment prefix, and the key's own.
+pub(crate) fn markers_for(key: &str) -> Vec<String> {
+    let mut markers = Vec::with_capacity(4);
+    markers.push(Pattern::All.marker());
+    for (i, _) in key.match_indices(':') {
+        markers.push(format!("{MARKER_NS}{}:*", &key[..i]));
+    }
+    markers.push(format!("{MARKER_NS}{key}"));
+    markers
+}

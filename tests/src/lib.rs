@@ -1,0 +1,22 @@
+//! Test harness: starts and controls real `redis-server` processes.
+//!
+//! The central type is [`RedisServer`], a throw-away `redis-server` bound to a
+//! free loopback port with its own temporary directory. It can be killed,
+//! restarted on the same port, paused (`SIGSTOP`) and resumed (`SIGCONT`), and
+//! it exposes small blocking helpers ([`RedisServer::cli`],
+//! [`RedisServer::info_stat`], [`RedisServer::command_calls`], ...) so tests
+//! can inspect the server independently of the code under test.
+//!
+//! Every server is killed and its directory removed when the handle is
+//! dropped, including while a test panics. On Linux the server is also started
+//! with a parent-death signal (via `setpriv --pdeathsig KILL` when available),
+//! so it does not outlive a test binary that is itself killed.
+//!
+//! [`wait_until`] and [`wait_until_blocking`] poll a condition until it holds
+//! or a timeout expires.
+
+mod redis_server;
+mod wait;
+
+pub use redis_server::RedisServer;
+pub use wait::{wait_until, wait_until_blocking};
