@@ -277,10 +277,10 @@ impl Cache {
             m.delete(&full);
         }
         #[cfg(feature = "redis")]
-        if let Some(r) = self.redis_serving() {
-            if let Err(e) = r.delete(std::slice::from_ref(&full)).await {
-                self.store_error(key, &e);
-            }
+        if let Some(r) = self.redis_serving()
+            && let Err(e) = r.delete(std::slice::from_ref(&full)).await
+        {
+            self.store_error(key, &e);
         }
     }
 
@@ -348,11 +348,11 @@ impl Cache {
             });
         }
         #[cfg(feature = "redis")]
-        if let Some(r) = &self.inner.redis {
-            if let Err(e) = r.invalidate(&markers, &exact).await {
-                tracing::warn!(error = %e, patterns = ?patterns, "invalidation queued until redis returns");
-                self.inner.stats.record("*", Event::Error);
-            }
+        if let Some(r) = &self.inner.redis
+            && let Err(e) = r.invalidate(&markers, &exact).await
+        {
+            tracing::warn!(error = %e, patterns = ?patterns, "invalidation queued until redis returns");
+            self.inner.stats.record("*", Event::Error);
         }
     }
 
@@ -645,12 +645,12 @@ impl Cache {
 
     async fn fetch_many(&self, items: &[(&str, &[String])]) -> (Vec<Fetched>, Tier) {
         #[cfg(feature = "redis")]
-        if self.tier() == Tier::Redis {
-            if let Some(r) = &self.inner.redis {
-                match r.fetch_many(items).await {
-                    Ok(f) => return (f, Tier::Redis),
-                    Err(e) => self.store_error(items.first().map_or("", |(k, _)| k), &e),
-                }
+        if self.tier() == Tier::Redis
+            && let Some(r) = &self.inner.redis
+        {
+            match r.fetch_many(items).await {
+                Ok(f) => return (f, Tier::Redis),
+                Err(e) => self.store_error(items.first().map_or("", |(k, _)| k), &e),
             }
         }
         match (self.tier(), &self.inner.memory) {
@@ -681,11 +681,11 @@ impl Cache {
         match tier {
             #[cfg(feature = "redis")]
             Tier::Redis => {
-                if let Some(r) = &self.inner.redis {
-                    if let Err(e) = r.put_many(entries, ttl).await {
-                        self.store_error(&key(entries[0].0), &e);
-                        return;
-                    }
+                if let Some(r) = &self.inner.redis
+                    && let Err(e) = r.put_many(entries, ttl).await
+                {
+                    self.store_error(&key(entries[0].0), &e);
+                    return;
                 }
             }
             Tier::Memory => {

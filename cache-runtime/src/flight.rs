@@ -37,10 +37,10 @@ impl Flights {
             .table
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(rx) = table.get(key) {
-            if rx.has_changed().is_ok() {
-                return Join::Follower(rx.clone());
-            }
+        if let Some(rx) = table.get(key)
+            && rx.has_changed().is_ok()
+        {
+            return Join::Follower(rx.clone());
         }
         let (tx, rx) = watch::channel(None);
         table.insert(key.to_owned(), rx);

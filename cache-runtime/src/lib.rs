@@ -82,18 +82,37 @@ pub fn global() -> Option<&'static Cache> {
     GLOBAL.get()
 }
 
+tokio::task_local! {
+    static SCOPED: Cache;
+}
+
+/// Runs `future` with `cache` as the cache of every annotated function it calls (without their
+/// own `cache = ..`), instead of the installed one. A web app can scope each request to the
+/// cache in its state, so tests can run many apps with their own caches in one process.
+pub async fn scope<F: Future>(cache: Cache, future: F) -> F::Output {
+    SCOPED.scope(cache, future).await
+}
+
+/// The cache annotated functions use here: the [`scope`]d one, else the [`install`]ed one.
+pub fn current() -> Option<Cache> {
+    SCOPED
+        .try_with(Cache::clone)
+        .ok()
+        .or_else(|| global().cloned())
+}
+
 /// Not public API: used by the expansions of `#[cached]` and `#[invalidates]`; may change in any
 /// release.
 #[doc(hidden)]
 pub mod __private {
     use std::time::Duration;
 
+    use crate::Cache;
     pub use crate::key::KeyBuilder;
     use crate::key::{KeyError, Pattern};
     pub use crate::shape::{
         OptionShape, Outcome, PlainShape, Policy, ResultOptionShape, ResultShape, Shape,
     };
-    use crate::{Cache, global};
     pub use serde;
 
     /// An argument hashed into a key must be serializable.
@@ -110,11 +129,11 @@ pub mod __private {
         Duration::from_secs(secs)
     }
 
-    /// The cache to use: the given one, else the installed one.
-    pub fn resolve<'a>(given: Option<&'a Cache>) -> Option<&'a Cache> {
+    /// The cache to use: the given one, else the scoped one, else the installed one.
+    pub fn resolve(given: Option<&Cache>) -> Option<Cache> {
         match given {
-            Some(cache) => Some(cache),
-            None => global(),
+            Some(cache) => Some(cache.clone()),
+            None => crate::current(),
         }
     }
 

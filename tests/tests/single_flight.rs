@@ -1,0 +1,90 @@
+//! 1,000 concurrent calls on a cold key run the loader once.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use cache_runtime::{Cache, Fallback};
+use integration_tests::RedisServer;
+
+async fn storm(cache: &Cache) -> usize {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let calls: Vec<_> = (0..1000)
+        .map(|_| {
+            let (cache, runs) = (cache.clone(), runs.clone());
+            tokio::spawn(async move {
+                cache
+                    .get_or_load("users:cold", None, async {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        Ok::<_, ()>(support::user(1, "cold"))
+                    })
+                    .await
+            })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap().unwrap(), support::user(1, "cold"));
+    }
+    runs.load(Ordering::SeqCst)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_load_for_a_miss_storm_on_redis() {
+    let server = RedisServer::start();
+    let cache = support::redis_only(&server).await;
+    assert_eq!(storm(&cache).await, 1);
+    assert!(cache.stats().totals.coalesced > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_load_for_a_miss_storm_in_memory() {
+    assert_eq!(storm(&support::memory().await).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_load_for_a_miss_storm_without_any_store() {
+    let cache = Cache::builder()
+        .fallback(Fallback::None)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(storm(&cache).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_leader_hands_over() {
+    let cache = support::memory().await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let leader = {
+        let (cache, runs) = (cache.clone(), runs.clone());
+        tokio::spawn(async move {
+            cache
+                .get_or_load("users:1", None, async {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    std::future::pending::<Result<i32, ()>>().await
+                })
+                .await
+        })
+    };
+    while runs.load(Ordering::SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
+    let follower = {
+        let (cache, runs) = (cache.clone(), runs.clone());
+        tokio::spawn(async move {
+            cache
+                .get_or_load("users:1", None, async {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    Ok::<_, ()>(5)
+                })
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    leader.abort();
+    assert_eq!(follower.await.unwrap(), Ok(5));
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+}

@@ -1,0 +1,71 @@
+//! Shared helpers for the runtime's end-to-end tests.
+#![allow(dead_code, unreachable_pub)] // each test binary uses a different subset
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use cache_runtime::{Cache, Fallback};
+use integration_tests::RedisServer;
+
+/// A cache on `server` with no fallback, so a Redis failure cannot hide behind the memory store.
+pub async fn redis_only(server: &RedisServer) -> Cache {
+    Cache::builder()
+        .redis_url(server.url())
+        .fallback(Fallback::None)
+        .build()
+        .await
+        .unwrap()
+}
+
+/// A cache on `server` that falls back to memory, with a short operation timeout.
+pub async fn redis_with_fallback(server: &RedisServer) -> Cache {
+    Cache::builder()
+        .redis_url(server.url())
+        .op_timeout(Duration::from_millis(50))
+        .connect_timeout(Duration::from_millis(200))
+        .build()
+        .await
+        .unwrap()
+}
+
+/// The in-process cache only.
+pub async fn memory() -> Cache {
+    Cache::builder().build().await.unwrap()
+}
+
+/// A loader that counts its runs and returns a fixed value.
+#[derive(Clone, Default)]
+pub struct Loader {
+    runs: Arc<AtomicUsize>,
+}
+
+impl Loader {
+    pub async fn load<T>(&self, value: T) -> Result<T, std::convert::Infallible> {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        Ok(value)
+    }
+
+    pub fn runs(&self) -> usize {
+        self.runs.load(Ordering::SeqCst)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct User {
+    pub id: i32,
+    pub name: String,
+    pub email: String,
+    pub age: Option<u8>,
+    pub is_active: bool,
+}
+
+pub fn user(id: i32, name: &str) -> User {
+    User {
+        id,
+        name: name.to_owned(),
+        email: format!("{name}@example.com"),
+        age: Some(30),
+        is_active: true,
+    }
+}
