@@ -157,6 +157,11 @@ impl CacheBuilder {
                 "REDIS_ENABLED is set but cache-runtime was built without its `redis` feature"
             );
         }
+        match (config.redis_enabled, config.fallback) {
+            (true, _) => {}
+            (false, Fallback::Memory) => tracing::info!("redis disabled; caching in process"),
+            (false, _) => tracing::info!("redis disabled and no fallback; caching is off"),
+        }
         let memory = (config.fallback == Fallback::Memory).then(|| {
             MemoryStore::new(
                 config.memory_capacity_bytes,
@@ -464,7 +469,7 @@ impl Cache {
         };
         let full = self.full_key(&key);
         let markers = self.markers(&key);
-        let mut seen_finished = self.inner.flights.finished();
+        let seen_finished = self.inner.flights.finished();
         let (mut fetched, mut tier) = self.fetch(&full, &markers).await;
         if let Some((v, _)) = self.check::<S::Value>(&key, &fetched) {
             return S::rebuild(v);
@@ -489,14 +494,12 @@ impl Cache {
         };
         // A flight may have finished (and stored) between our miss and our election: look again.
         if self.inner.flights.finished() != seen_finished {
-            seen_finished = self.inner.flights.finished();
             (fetched, tier) = self.fetch(&full, &markers).await;
             if let Some((v, bytes)) = self.check::<S::Value>(&key, &fetched) {
                 leader.publish(Some(bytes.into()));
                 return S::rebuild(v);
             }
         }
-        let _ = seen_finished;
         let started = now_ms();
         let result = self.run_load(&key, load).await;
         let (value, negative) = match S::outcome(&result) {

@@ -55,9 +55,18 @@ impl KeyBuilder {
     /// Appends an argument value, escaped (and hashed when long). Strings appear as themselves,
     /// numbers and booleans as their JSON text, anything else as its JSON.
     pub fn value<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) -> &mut Self {
-        match serde_json::to_value(value) {
-            Ok(serde_json::Value::String(s)) => push_escaped(&mut self.key, &s),
-            Ok(other) => push_escaped(&mut self.key, &other.to_string()),
+        match serde_json::to_vec(value) {
+            // A JSON string: its contents, unescaped (the common case has no escapes to undo).
+            Ok(json) if json.first() == Some(&b'"') => match std::str::from_utf8(&json) {
+                Ok(text) if !text.contains('\\') => {
+                    push_escaped(&mut self.key, &text[1..text.len() - 1])
+                }
+                _ => match serde_json::from_slice::<String>(&json) {
+                    Ok(text) => push_escaped(&mut self.key, &text),
+                    Err(e) => self.fail(KeyError::Serialize(name, e.to_string())),
+                },
+            },
+            Ok(json) => push_escaped(&mut self.key, &String::from_utf8_lossy(&json)),
             Err(e) => self.fail(KeyError::Serialize(name, e.to_string())),
         }
         self
@@ -207,4 +216,111 @@ pub(crate) fn markers_for(key: &str) -> Vec<String> {
     }
     markers.push(format!("{MARKER_NS}{key}"));
     markers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(parts: impl FnOnce(&mut KeyBuilder)) -> Result<String, KeyError> {
+        let mut b = KeyBuilder::new();
+        parts(&mut b);
+        b.finish()
+    }
+
+    #[test]
+    fn renders_templates() {
+        assert_eq!(
+            key(|b| {
+                b.literal("users:").value("id", &42);
+            })
+            .unwrap(),
+            "users:42"
+        );
+        assert_eq!(
+            key(|b| {
+                b.literal("users:").value("n", "ada lovelace");
+            })
+            .unwrap(),
+            "users:ada%20lovelace"
+        );
+        assert_eq!(
+            key(|b| {
+                b.literal("u:").value("n", "a:b*c\"d");
+            })
+            .unwrap(),
+            "u:a%3Ab%2Ac\"d"
+        );
+        assert_eq!(
+            key(|b| {
+                b.literal("u:").value("n", "");
+            })
+            .unwrap(),
+            "u:%00e"
+        );
+        let hashed = key(|b| {
+            b.literal("users:list").hash("skip", &0).hash("limit", &10);
+        })
+        .unwrap();
+        assert!(
+            hashed.starts_with("users:list:") && hashed.len() == "users:list:".len() + 32,
+            "{hashed}"
+        );
+        let long = key(|b| {
+            b.literal("u:").value("n", &"x".repeat(100));
+        })
+        .unwrap();
+        assert!(long.starts_with("u:%h") && long.len() == 4 + 32, "{long}");
+    }
+
+    #[test]
+    fn rejects_bad_keys() {
+        assert!(matches!(
+            key(|b| {
+                b.literal("users::x");
+            }),
+            Err(KeyError::Malformed(_))
+        ));
+        assert!(matches!(
+            key(|b| {
+                b.literal("__inv:x");
+            }),
+            Err(KeyError::Malformed(_))
+        ));
+        assert!(matches!(
+            key(|b| {
+                b.literal(&"k".repeat(2000));
+            }),
+            Err(KeyError::TooLong)
+        ));
+    }
+
+    #[test]
+    fn patterns_and_markers() {
+        assert_eq!(Pattern::parse("*").unwrap(), Pattern::All);
+        assert_eq!(
+            Pattern::parse("users:*").unwrap(),
+            Pattern::Prefix("users".into())
+        );
+        assert_eq!(
+            Pattern::parse("users:42").unwrap(),
+            Pattern::Exact("users:42".into())
+        );
+        for bad in ["users*", "us*rs:1", "users:*:x", "", "a::*"] {
+            assert!(Pattern::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            markers_for("users:42:tasks"),
+            [
+                "__inv:*",
+                "__inv:users:*",
+                "__inv:users:42:*",
+                "__inv:users:42:tasks"
+            ]
+        );
+        assert_eq!(
+            Pattern::parse("users:42:*").unwrap().marker(),
+            "__inv:users:42:*"
+        );
+    }
 }
