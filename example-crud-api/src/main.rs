@@ -1,2 +1,133 @@
-//! Run with: `cargo run -p example-crud-api` (placeholder until the example issue lands).
-fn main() {}
+//! Run with: `cargo run -p example-crud-api` (add `-- --seed 10000` for demo data).
+//!
+//! Configuration comes from the environment and `.env` (see `.env.example`): `DATABASE_URL`,
+//! `HOST`, `PORT`, `SEED_USERS`, `RUST_LOG`, and the cache's `REDIS_*` / `CACHE_*` variables.
+
+use std::error::Error;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use cache_runtime::Cache;
+use example_crud_api::{AppState, DEFAULT_DATABASE_URL, app, connect_db, seed};
+use tracing_subscriber::EnvFilter;
+
+const USAGE: &str = "\
+usage: example-crud-api [--seed N]
+
+  --seed N   insert N demo users with 3 tasks each, unless users exist (or SEED_USERS=N)
+
+Environment (also read from .env): DATABASE_URL (default sqlite://data/app.db?mode=rwc),
+HOST (127.0.0.1), PORT (8000), RUST_LOG (info), REDIS_ENABLED, REDIS_URL, CACHE_* ...";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // `.env` first, so that RUST_LOG and DATABASE_URL may come from it.
+    let dotenv = dotenvy::dotenv();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    if let Err(e) = dotenv
+        && !e.not_found()
+    {
+        tracing::error!(error = %e, "cannot read .env");
+        return ExitCode::FAILURE;
+    }
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "exiting");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn Error>> {
+    let Some(seed_users) = parse_args()? else {
+        #[allow(clippy::print_stdout, reason = "--help prints its usage")]
+        {
+            println!("{USAGE}");
+        }
+        return Ok(());
+    };
+    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned());
+    let db = connect_db(&url).await?;
+    let cache = Cache::from_env().await?;
+    tracing::info!(mode = ?cache.mode(), "cache ready");
+    // For annotated functions called outside a request (the seeding below).
+    let _ = cache_runtime::install(cache.clone());
+
+    if seed_users > 0 {
+        let started = Instant::now();
+        match seed::seed(&db, seed_users).await? {
+            0 => tracing::info!("users exist already; not seeding"),
+            n => tracing::info!(users = n, elapsed = ?started.elapsed(), "seeded"),
+        }
+    }
+
+    let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".to_owned());
+    let port = std::env::var("PORT").unwrap_or_else(|_| "8000".to_owned());
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("PORT must be a port number, got `{port}`"))?;
+    let listener = tokio::net::TcpListener::bind((host.as_str(), port)).await?;
+    tracing::info!("listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, app(AppState::new(db, cache)))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The number of users to seed (`--seed N`, `--seed=N` or `SEED_USERS`), or `None` for `--help`.
+fn parse_args() -> Result<Option<u32>, String> {
+    let parse = |v: &str| {
+        v.parse::<u32>()
+            .map_err(|_| format!("--seed expects a number of users, got `{v}`"))
+    };
+    let mut seed = match std::env::var("SEED_USERS") {
+        Ok(v) if !v.trim().is_empty() => parse(v.trim())
+            .map_err(|_| format!("SEED_USERS expects a number of users, got `{v}`"))?,
+        _ => 0,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--seed" => seed = parse(&args.next().unwrap_or_default())?,
+            other => match other.strip_prefix("--seed=") {
+                Some(v) => seed = parse(v)?,
+                None => return Err(format!("unknown argument `{other}`\n\n{USAGE}")),
+            },
+        }
+    }
+    Ok(Some(seed))
+}
+
+/// Resolves on Ctrl-C or SIGTERM; in-flight requests then finish before the server stops.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down");
+}

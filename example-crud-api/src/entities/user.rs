@@ -1,0 +1,40 @@
+//! The `users` table.
+
+use sea_orm::entity::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// A user, as stored and as returned by the API.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
+#[sea_orm(table_name = "users")]
+pub struct Model {
+    /// Primary key.
+    #[sea_orm(primary_key)]
+    pub id: i32,
+    /// Display name, 1 to 100 characters.
+    pub name: String,
+    /// Unique email address.
+    #[sea_orm(unique)]
+    pub email: String,
+    /// Age in years, 0 to 150, if known.
+    pub age: Option<i32>,
+    /// Whether the account is active.
+    pub is_active: bool,
+    /// Creation time (UTC, microsecond precision).
+    pub created_at: DateTimeUtc,
+}
+
+/// Relations of [`Entity`].
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    /// A user has many tasks.
+    #[sea_orm(has_many = "super::task::Entity")]
+    Tasks,
+}
+
+impl Related<super::task::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Tasks.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,81 @@
+//! The API's error type: every failure becomes `{"error": "<message>"}` with a status.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use sea_orm::{DbErr, SqlErr};
+
+/// Everything a handler or a service function can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// 404: the resource does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// 409: the write conflicts with existing data (a taken email).
+    #[error("{0}")]
+    Conflict(String),
+    /// 422: the request is well-formed HTTP but its content is invalid.
+    #[error("{0}")]
+    Invalid(String),
+    /// A request the extractors rejected, with the status they chose (e.g. 415).
+    #[error("{message}")]
+    Rejected {
+        /// Status to answer with.
+        status: StatusCode,
+        /// What was wrong.
+        message: String,
+    },
+    /// 503 when no connection could be had, else 500; details are logged, not returned.
+    #[error("database error: {0}")]
+    Database(#[from] DbErr),
+}
+
+impl Error {
+    /// A 404 naming the missing resource: `user 42 not found`.
+    pub fn not_found(what: &str, id: i32) -> Self {
+        Self::NotFound(format!("{what} {id} not found"))
+    }
+
+    /// Maps a unique-constraint violation to 409 with `message`; anything else stays a
+    /// database error.
+    pub(crate) fn conflict_on_unique(err: DbErr, message: impl FnOnce() -> String) -> Self {
+        match err.sql_err() {
+            Some(SqlErr::UniqueConstraintViolation(_)) => Self::Conflict(message()),
+            _ => Self::Database(err),
+        }
+    }
+
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Rejected { status, .. } => *status,
+            Self::Database(DbErr::ConnectionAcquire(_) | DbErr::Conn(_)) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Database(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let message = match &self {
+            Self::Database(err) => {
+                // Log the cause; clients get a generic message, not SQL.
+                tracing::error!(error = %err, "database error");
+                if status == StatusCode::SERVICE_UNAVAILABLE {
+                    "database unavailable".to_owned()
+                } else {
+                    "internal database error".to_owned()
+                }
+            }
+            other => other.to_string(),
+        };
+        (status, Json(serde_json::json!({ "error": message }))).into_response()
+    }
+}

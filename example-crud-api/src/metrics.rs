@@ -1,0 +1,184 @@
+//! Prometheus metrics: request counts and latencies per route, plus the cache's counters,
+//! read from [`Cache::stats`] at scrape time.
+//!
+//! The recorder is owned by the app state rather than installed globally, so several apps (in
+//! tests) each keep their own numbers and nothing listens on an extra port: `GET /metrics`
+//! renders it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use cache_runtime::{Cache, PrefixStats};
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+
+/// Latency histogram buckets, in seconds.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// This app's metrics registry. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// An empty registry.
+    pub fn new() -> Self {
+        // `set_buckets` only fails for an empty list.
+        let builder = PrometheusBuilder::new()
+            .set_buckets(LATENCY_BUCKETS)
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, describe);
+        Self {
+            inner: Arc::new(Inner { recorder, handle }),
+        }
+    }
+
+    /// Records one finished request.
+    pub fn record_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        metrics::with_local_recorder(&self.inner.recorder, || {
+            let (method, route) = (method.to_owned(), route.to_owned());
+            counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.to_string())
+                .increment(1);
+            histogram!("http_request_duration_seconds", "method" => method, "route" => route)
+                .record(elapsed.as_secs_f64());
+        });
+    }
+
+    /// The Prometheus text exposition, with `cache`'s counters as of now.
+    pub fn render(&self, cache: &Cache) -> String {
+        let stats = cache.stats();
+        metrics::with_local_recorder(&self.inner.recorder, || {
+            for (prefix, counters) in &stats.prefixes {
+                record_prefix(prefix, counters);
+            }
+            gauge!("cache_hit_ratio").set(stats.hit_ratio);
+            gauge!("cache_degraded").set(if stats.degraded { 1.0 } else { 0.0 });
+            gauge!("cache_degraded_seconds").set(stats.degraded_seconds);
+            gauge!("cache_pending_invalidations").set(stats.pending_invalidations as f64);
+            let mode = serde_json::to_value(stats.mode).unwrap_or_default();
+            for name in ["redis", "memory", "disabled"] {
+                let current = mode.as_str() == Some(name);
+                gauge!("cache_mode", "mode" => name).set(if current { 1.0 } else { 0.0 });
+            }
+        });
+        self.inner.handle.run_upkeep();
+        self.inner.handle.render()
+    }
+}
+
+/// Counters of one key prefix; they only grow, so `absolute` keeps them monotonic.
+fn record_prefix(prefix: &str, s: &PrefixStats) {
+    let values = [
+        ("cache_hits_total", s.hits),
+        ("cache_misses_total", s.misses),
+        ("cache_stale_total", s.stale),
+        ("cache_sets_total", s.sets),
+        ("cache_errors_total", s.errors),
+        ("cache_invalidations_total", s.invalidations),
+        ("cache_decode_failures_total", s.decode_failures),
+        ("cache_loads_total", s.loads),
+        ("cache_coalesced_total", s.coalesced),
+    ];
+    for (name, value) in values {
+        counter!(name, "prefix" => prefix.to_owned()).absolute(value);
+    }
+}
+
+fn describe() {
+    describe_counter!(
+        "http_requests_total",
+        "HTTP requests by method, route and status"
+    );
+    describe_histogram!(
+        "http_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "HTTP request latency by method and route"
+    );
+    describe_counter!(
+        "cache_hits_total",
+        "Cache reads served from the cache, per key prefix"
+    );
+    describe_counter!(
+        "cache_misses_total",
+        "Cache reads that found nothing usable, per key prefix"
+    );
+    describe_counter!(
+        "cache_stale_total",
+        "Misses because of a newer invalidation, per key prefix"
+    );
+    describe_counter!("cache_sets_total", "Cache entries written, per key prefix");
+    describe_counter!("cache_errors_total", "Cache store failures, per key prefix");
+    describe_counter!(
+        "cache_invalidations_total",
+        "Invalidations issued, per key prefix"
+    );
+    describe_counter!(
+        "cache_decode_failures_total",
+        "Corrupt or foreign entries, per key prefix"
+    );
+    describe_counter!(
+        "cache_loads_total",
+        "Loader (database) runs, per key prefix"
+    );
+    describe_counter!(
+        "cache_coalesced_total",
+        "Calls that shared another call's load, per key prefix"
+    );
+    describe_gauge!("cache_hit_ratio", "hits / (hits + misses) since start");
+    describe_gauge!("cache_degraded", "1 while Redis is enabled but not serving");
+    describe_gauge!(
+        "cache_degraded_seconds",
+        "Total seconds spent degraded since start"
+    );
+    describe_gauge!(
+        "cache_pending_invalidations",
+        "Invalidations waiting for Redis to return"
+    );
+    describe_gauge!(
+        "cache_mode",
+        "1 for the store serving now (redis, memory or disabled)"
+    );
+}
+
+/// Middleware: counts and times each request under its route template (`/users/{id}`), so that
+/// label values stay few.
+pub(crate) async fn track(
+    State(metrics): State<Metrics>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    metrics.record_request(
+        method.as_str(),
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}

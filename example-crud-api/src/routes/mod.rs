@@ -1,0 +1,49 @@
+//! HTTP handlers: extract, call the service layer, answer. No cache calls here, except in the
+//! cache administration endpoints, whose job it is.
+
+use axum::Router;
+use axum::http::{Method, Uri};
+use axum::routing::{get, post};
+
+use crate::AppState;
+use crate::error::Error;
+
+mod cache;
+mod ops;
+mod tasks;
+mod users;
+
+/// Every route of the API (see `API.md`).
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/users", get(users::list).post(users::create))
+        .route("/users/filter", post(users::filter))
+        .route("/users/filter-paginated", post(users::filter_paginated))
+        .route(
+            "/users/{id}",
+            get(users::get).put(users::update).delete(users::delete),
+        )
+        .route("/users/{id}/tasks", get(tasks::list).post(tasks::create))
+        .route(
+            "/tasks/{id}",
+            get(tasks::get).put(tasks::update).delete(tasks::delete),
+        )
+        .route("/cache/stats", get(cache::stats))
+        .route("/cache/clear", post(cache::clear))
+        .route("/cache/invalidate/user/{id}", post(cache::invalidate_user))
+        .route("/health", get(ops::health))
+        .route("/metrics", get(ops::metrics))
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+async fn no_route(method: Method, uri: Uri) -> Error {
+    Error::NotFound(format!("no route for {method} {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Error {
+    Error::Rejected {
+        status: axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        message: format!("method {method} not allowed on {}", uri.path()),
+    }
+}

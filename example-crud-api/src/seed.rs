@@ -1,0 +1,95 @@
+//! `--seed N`: deterministic demo data, inserted in batches inside one transaction.
+
+use std::collections::HashMap;
+
+use cache_runtime::invalidates;
+use chrono::{DateTime, Duration, Utc};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QuerySelect, TransactionTrait,
+};
+
+use crate::entities::{task, user};
+
+/// Users per `INSERT` (their tasks go in one more): well below the bind-parameter limits of
+/// SQLite (32766) and PostgreSQL (65535).
+const CHUNK: u32 = 1000;
+/// Tasks each seeded user gets.
+const TASKS_PER_USER: u32 = 3;
+
+const FIRST: [&str; 12] = [
+    "Ada", "Alan", "Barbara", "Claude", "Donald", "Edsger", "Frances", "Grace", "John", "Leslie",
+    "Margaret", "Radia",
+];
+const LAST: [&str; 10] = [
+    "Lovelace", "Turing", "Liskov", "Shannon", "Knuth", "Dijkstra", "Allen", "Hopper", "Backus",
+    "Lamport",
+];
+
+/// Inserts `users` users (`user<i>@example.com`, 1-based) with three tasks each, unless the
+/// database already has users; returns how many users were inserted. Everything cached about
+/// users and tasks is invalidated, as a cache shared with a previous run may hold older rows.
+///
+/// # Errors
+/// Database errors; nothing is inserted then.
+#[invalidates("users:*", "tasks:*")]
+pub async fn seed(db: &DatabaseConnection, users: u32) -> Result<u32, DbErr> {
+    if users == 0 || user::Entity::find().count(db).await? > 0 {
+        return Ok(0);
+    }
+    // Fixed timestamps keep the data identical from run to run.
+    let epoch = DateTime::<Utc>::from_timestamp(1_704_067_200, 0).unwrap_or_default();
+    let txn = db.begin().await?;
+    let mut start = 1;
+    while start <= users {
+        let end = users.min(start.saturating_add(CHUNK - 1));
+        let rows = (start..=end).map(|i| user::ActiveModel {
+            name: Set(format!(
+                "{} {}",
+                FIRST[i as usize % FIRST.len()],
+                LAST[i as usize / FIRST.len() % LAST.len()]
+            )),
+            email: Set(email(i)),
+            age: Set((i % 10 != 0).then(|| 18 + (i % 60) as i32)),
+            is_active: Set(i % 7 != 0),
+            created_at: Set(epoch + Duration::seconds(i.into())),
+            ..Default::default()
+        });
+        user::Entity::insert_many(rows)
+            .exec_without_returning(&txn)
+            .await?;
+        // Ids are assigned by the database: look them up by the unique emails.
+        let ids: HashMap<String, i32> = user::Entity::find()
+            .select_only()
+            .columns([user::Column::Email, user::Column::Id])
+            .filter(user::Column::Email.is_in((start..=end).map(email)))
+            .into_tuple::<(String, i32)>()
+            .all(&txn)
+            .await?
+            .into_iter()
+            .collect();
+        let tasks = (start..=end).flat_map(|i| {
+            let user_id = ids.get(&email(i)).copied().unwrap_or_default();
+            (1..=TASKS_PER_USER).map(move |j| task::ActiveModel {
+                user_id: Set(user_id),
+                title: Set(format!("Task {j} of user {i}")),
+                done: Set((i + j) % 3 == 0),
+                created_at: Set(epoch + Duration::seconds(i.into())),
+                ..Default::default()
+            })
+        });
+        task::Entity::insert_many(tasks)
+            .exec_without_returning(&txn)
+            .await?;
+        start = end.saturating_add(1);
+        if end == u32::MAX {
+            break;
+        }
+    }
+    txn.commit().await?;
+    Ok(users)
+}
+
+fn email(i: u32) -> String {
+    format!("user{i}@example.com")
+}

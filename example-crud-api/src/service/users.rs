@@ -1,0 +1,253 @@
+//! Users: reads cached under `users:…`, writes invalidating `users:*`.
+
+use cache_runtime::{cached, invalidates};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
+    IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{LIST_TTL, Page, Problems, ROW_TTL, now};
+use crate::entities::{task, user};
+use crate::error::Error;
+use crate::filter::ValidFilter;
+
+/// The body of `POST /users`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    /// 1 to 100 characters (surrounding whitespace is trimmed).
+    pub name: String,
+    /// Contains `@`, at most 254 characters; unique.
+    pub email: String,
+    /// 0 to 150.
+    #[serde(default)]
+    pub age: Option<i32>,
+    /// Defaults to `true`.
+    #[serde(default = "active_by_default")]
+    pub is_active: bool,
+}
+
+fn active_by_default() -> bool {
+    true
+}
+
+/// The body of `PUT /users/{id}`: absent fields are left unchanged; `"age": null` clears the age.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserPatch {
+    /// New name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// New email.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// New age, or `Some(None)` to clear it.
+    #[serde(
+        default,
+        deserialize_with = "super::nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub age: Option<Option<i32>>,
+    /// New active flag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_active: Option<bool>,
+}
+
+/// Checks and trims a name.
+fn valid_name(name: &str) -> Result<String, String> {
+    let name = name.trim();
+    match name.chars().count() {
+        0 => Err("`name` must not be empty".to_owned()),
+        1..=100 => Ok(name.to_owned()),
+        n => Err(format!("`name` must be at most 100 characters, got {n}")),
+    }
+}
+
+/// Checks and trims an email address.
+fn valid_email(email: &str) -> Result<String, String> {
+    let email = email.trim();
+    if !email.contains('@') {
+        return Err("`email` must contain `@`".to_owned());
+    }
+    match email.chars().count() {
+        0..=254 => Ok(email.to_owned()),
+        n => Err(format!("`email` must be at most 254 characters, got {n}")),
+    }
+}
+
+fn valid_age(age: Option<i32>) -> Result<Option<i32>, String> {
+    match age {
+        Some(0..=150) | None => Ok(age),
+        Some(n) => Err(format!("`age` must be between 0 and 150, got {n}")),
+    }
+}
+
+fn email_taken(email: &str) -> impl FnOnce() -> String + '_ {
+    move || format!("`email` {email:?} is already taken")
+}
+
+/// One user, or `None` (not cached: a 404 stays cheap to fix by creating the user).
+///
+/// # Errors
+/// Database errors.
+#[cached(key = "users:<id>", ttl = ROW_TTL)]
+pub async fn get_user(db: &DatabaseConnection, id: i32) -> Result<Option<user::Model>, DbErr> {
+    user::Entity::find_by_id(id).one(db).await
+}
+
+/// A page of users ordered by id; `skip` and `limit` are hashed into `users:list:<hash>`.
+///
+/// # Errors
+/// Database errors.
+#[cached(key = "users:list", ttl = LIST_TTL)]
+pub async fn list_users(
+    db: &DatabaseConnection,
+    skip: u64,
+    limit: u64,
+) -> Result<Vec<user::Model>, DbErr> {
+    user::Entity::find()
+        .order_by_asc(user::Column::Id)
+        .offset(skip)
+        .limit(limit)
+        .all(db)
+        .await
+}
+
+/// The users matching `filter`, cached under `users:filter:<hash of the filter>`.
+///
+/// # Errors
+/// Database errors.
+#[cached(key = "users:filter", ttl = LIST_TTL)]
+pub async fn filter_users(
+    db: &DatabaseConnection,
+    filter: &ValidFilter,
+) -> Result<Vec<user::Model>, DbErr> {
+    filter
+        .query()
+        .offset(filter.skip())
+        .limit(filter.limit())
+        .all(db)
+        .await
+}
+
+/// A page of the users matching `filter` with the total count, cached under
+/// `users:filter:paginated:<hash>`.
+///
+/// # Errors
+/// Database errors.
+#[cached(key = "users:filter:paginated", ttl = LIST_TTL)]
+pub async fn filter_users_paginated(
+    db: &DatabaseConnection,
+    filter: &ValidFilter,
+) -> Result<Page<user::Model>, DbErr> {
+    let total = user::Entity::find()
+        .filter(filter.condition())
+        .count(db)
+        .await?;
+    let items = filter
+        .query()
+        .offset(filter.skip())
+        .limit(filter.limit())
+        .all(db)
+        .await?;
+    Ok(Page {
+        items,
+        total,
+        skip: filter.skip(),
+        limit: filter.limit(),
+    })
+}
+
+/// Creates a user.
+///
+/// # Errors
+/// 422 for invalid fields, 409 for a taken email, database errors.
+#[invalidates("users:*")]
+pub async fn create_user(db: &DatabaseConnection, new: NewUser) -> Result<user::Model, Error> {
+    let mut problems = Problems::default();
+    let name = problems.check(valid_name(&new.name));
+    let email = problems.check(valid_email(&new.email));
+    let age = problems.check(valid_age(new.age));
+    let (Some(name), Some(email), Some(age)) = (name, email, age) else {
+        return Err(problems.into_error());
+    };
+    let row = user::ActiveModel {
+        name: Set(name),
+        email: Set(email.clone()),
+        age: Set(age),
+        is_active: Set(new.is_active),
+        created_at: Set(now()),
+        ..Default::default()
+    };
+    row.insert(db)
+        .await
+        .map_err(|e| Error::conflict_on_unique(e, email_taken(&email)))
+}
+
+/// Updates the fields present in `patch`.
+///
+/// # Errors
+/// 404 for an unknown user, 422 for invalid fields, 409 for a taken email, database errors.
+#[invalidates("users:*")]
+pub async fn update_user(
+    db: &DatabaseConnection,
+    id: i32,
+    patch: UserPatch,
+) -> Result<user::Model, Error> {
+    let mut problems = Problems::default();
+    let name = problems.check(patch.name.as_deref().map(valid_name).transpose());
+    let email = problems.check(patch.email.as_deref().map(valid_email).transpose());
+    let age = problems.check(patch.age.map(valid_age).transpose());
+    let (Some(name), Some(email), Some(age)) = (name, email, age) else {
+        return Err(problems.into_error());
+    };
+    let Some(current) = user::Entity::find_by_id(id).one(db).await? else {
+        return Err(Error::not_found("user", id));
+    };
+    let mut row = current.clone().into_active_model();
+    if let Some(name) = name {
+        row.name = Set(name);
+    }
+    if let Some(email) = &email {
+        row.email = Set(email.clone());
+    }
+    if let Some(age) = age {
+        row.age = Set(age);
+    }
+    if let Some(is_active) = patch.is_active {
+        row.is_active = Set(is_active);
+    }
+    if !row.is_changed() {
+        return Ok(current);
+    }
+    row.update(db).await.map_err(|e| match e {
+        // Deleted between the read and the write.
+        DbErr::RecordNotUpdated => Error::not_found("user", id),
+        e => Error::conflict_on_unique(e, email_taken(email.as_deref().unwrap_or_default())),
+    })
+}
+
+/// Deletes a user and its tasks, in one transaction.
+///
+/// Besides `users:*` (which covers `users:<id>:tasks`) this invalidates `tasks:*`: the user's
+/// tasks may be cached one by one as `tasks:<id>`, and they are gone now.
+///
+/// # Errors
+/// 404 for an unknown user, database errors.
+#[invalidates("users:*", "tasks:*")]
+pub async fn delete_user(db: &DatabaseConnection, id: i32) -> Result<(), Error> {
+    let txn = db.begin().await?;
+    // Explicit, as SQLite enforces the foreign key's ON DELETE CASCADE only when told to.
+    task::Entity::delete_many()
+        .filter(task::Column::UserId.eq(id))
+        .exec(&txn)
+        .await?;
+    let deleted = user::Entity::delete_by_id(id).exec(&txn).await?;
+    if deleted.rows_affected == 0 {
+        // Dropping the transaction rolls it back.
+        return Err(Error::not_found("user", id));
+    }
+    txn.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,330 @@
+//! Test harness: an app on a throw-away database (SQLite file or PostgreSQL database) with a
+//! cache of the chosen kind, driven through `app(..).oneshot(..)`.
+#![allow(
+    dead_code,
+    unreachable_pub,
+    reason = "each test binary uses a different part"
+)]
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use cache_runtime::{Cache, Fallback};
+use example_crud_api::{AppState, app, connect_db};
+use http_body_util::BodyExt;
+use integration_tests::RedisServer;
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::Value;
+use tower::ServiceExt;
+
+/// The server every PostgreSQL test database is created on (`TEST_POSTGRES_URL` overrides).
+pub fn postgres_admin_url() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// Which database backs the app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// Which cache the app uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A real redis-server of its own.
+    Redis,
+    /// Redis disabled: the in-process store.
+    Memory,
+    /// No cache at all (`Fallback::None`).
+    None,
+}
+
+impl Kind {
+    /// The `mode` `/cache/stats` and `/health` report.
+    pub fn mode(self) -> &'static str {
+        match self {
+            Self::Redis => "redis",
+            Self::Memory => "memory",
+            Self::None => "disabled",
+        }
+    }
+}
+
+/// A unique name part: pid, time and a counter.
+fn unique() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{}_{}_{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Removes the test database when dropped, also when the test panics.
+#[derive(Debug)]
+pub enum DbGuard {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl DbGuard {
+    /// A fresh empty database; returns its URL and its guard.
+    pub async fn create(db: Db) -> (String, Self) {
+        match db {
+            Db::Sqlite => {
+                let path = std::env::temp_dir().join(format!("example-crud-api-{}.db", unique()));
+                let url = format!("sqlite://{}?mode=rwc", path.display());
+                (url, Self::Sqlite(path))
+            }
+            Db::Postgres => {
+                let admin_url = postgres_admin_url();
+                let name = format!("t_{}", unique());
+                let admin = Database::connect(&admin_url)
+                    .await
+                    .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {admin_url}: {e}"));
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .expect("create test database");
+                admin.close().await.ok();
+                let base = admin_url
+                    .rsplit_once('/')
+                    .map_or(admin_url.as_str(), |(base, _)| base);
+                (format!("{base}/{name}"), Self::Postgres(name))
+            }
+        }
+    }
+}
+
+impl Drop for DbGuard {
+    fn drop(&mut self) {
+        match self {
+            Self::Sqlite(path) => {
+                for suffix in ["", "-wal", "-shm", "-journal"] {
+                    let mut file = path.clone().into_os_string();
+                    file.push(suffix);
+                    let _ = std::fs::remove_file(file);
+                }
+            }
+            Self::Postgres(name) => {
+                // Drop runs inside the test's runtime: use a thread with its own.
+                let name = name.clone();
+                let dropped = std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    rt.block_on(async {
+                        let admin = Database::connect(postgres_admin_url()).await?;
+                        admin
+                            .execute_unprepared(&format!(
+                                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                            ))
+                            .await?;
+                        admin.close().await
+                    })
+                    .map_err(std::io::Error::other)
+                })
+                .join();
+                if !matches!(dropped, Ok(Ok(()))) {
+                    eprintln!("could not drop test database: {dropped:?}");
+                }
+            }
+        }
+    }
+}
+
+/// An app under test.
+#[derive(Debug)]
+pub struct TestApp {
+    pub router: Router,
+    pub state: AppState,
+    pub kind: Kind,
+    pub db_kind: Db,
+    /// The app's own redis-server (for [`Kind::Redis`]).
+    pub redis: Option<RedisServer>,
+    // Last: the pool closes before the database is dropped.
+    _guard: DbGuard,
+}
+
+/// A response: status and body (JSON when it parses, else `Value::Null`).
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Resp {
+    /// The `error` message of an error body (panics if the body has another shape).
+    pub fn error(&self) -> &str {
+        let obj = self
+            .body
+            .as_object()
+            .unwrap_or_else(|| panic!("not an error body: {}", self.text));
+        assert_eq!(obj.len(), 1, "error body has extra fields: {}", self.text);
+        obj["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("`error` is not a string: {}", self.text))
+    }
+}
+
+/// Builds a cache for the app: `Kind::Redis` needs its server.
+pub async fn cache_for(kind: Kind, redis: Option<&RedisServer>) -> Cache {
+    let builder = match kind {
+        Kind::Redis => Cache::builder().redis_url(redis.expect("redis server").url()),
+        Kind::Memory => Cache::builder(),
+        Kind::None => Cache::builder().fallback(Fallback::None),
+    };
+    builder.build().await.expect("cache")
+}
+
+impl TestApp {
+    pub async fn new(db: Db, kind: Kind) -> Self {
+        let redis = (kind == Kind::Redis).then(RedisServer::start);
+        let cache = cache_for(kind, redis.as_ref()).await;
+        let (url, guard) = DbGuard::create(db).await;
+        let conn = connect_db(&url).await.expect("connect and migrate");
+        Self::with(AppState::new(conn, cache), kind, db, redis, guard)
+    }
+
+    /// An app around an existing state (e.g. a second app sharing a database or a Redis).
+    pub fn with(
+        state: AppState,
+        kind: Kind,
+        db_kind: Db,
+        redis: Option<RedisServer>,
+        guard: DbGuard,
+    ) -> Self {
+        Self {
+            router: app(state.clone()),
+            state,
+            kind,
+            db_kind,
+            redis,
+            _guard: guard,
+        }
+    }
+
+    pub fn redis(&self) -> &RedisServer {
+        self.redis.as_ref().expect("this app has no redis-server")
+    }
+
+    pub fn redis_mut(&mut self) -> &mut RedisServer {
+        self.redis.as_mut().expect("this app has no redis-server")
+    }
+
+    pub async fn request(&self, method: Method, path: &str, body: Option<(&str, &str)>) -> Resp {
+        send(&self.router, method, path, body).await
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.request(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Resp {
+        let body = body.to_string();
+        self.request(Method::POST, path, Some(("application/json", &body)))
+            .await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> Resp {
+        let body = body.to_string();
+        self.request(Method::PUT, path, Some(("application/json", &body)))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str) -> Resp {
+        self.request(Method::DELETE, path, None).await
+    }
+
+    /// Creates a user and returns it (asserting 201).
+    pub async fn user(&self, name: &str, email: &str, age: Option<i64>) -> Value {
+        let r = self
+            .post(
+                "/users",
+                serde_json::json!({"name": name, "email": email, "age": age}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        r.body
+    }
+
+    /// Creates a task and returns it (asserting 201).
+    pub async fn task(&self, user_id: i64, title: &str) -> Value {
+        let r = self
+            .post(
+                &format!("/users/{user_id}/tasks"),
+                serde_json::json!({ "title": title }),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        r.body
+    }
+
+    /// `/cache/stats` as JSON.
+    pub async fn stats(&self) -> Value {
+        let r = self.get("/cache/stats").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        r.body
+    }
+
+    /// Total cache hits so far.
+    pub async fn hits(&self) -> u64 {
+        self.stats().await["hits"].as_u64().expect("hits")
+    }
+
+    /// Polls `/cache/stats` until `mode` is `mode`; panics after `timeout`.
+    pub async fn wait_for_mode(&self, mode: &str, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let stats = self.stats().await;
+            if stats["mode"] == mode {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "mode still {} after {timeout:?}",
+                stats["mode"]
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Sends one request through `router`.
+pub async fn send(router: &Router, method: Method, path: &str, body: Option<(&str, &str)>) -> Resp {
+    let mut builder = Request::builder().method(method).uri(path);
+    let body = match body {
+        Some((content_type, body)) => {
+            if !content_type.is_empty() {
+                builder = builder.header(header::CONTENT_TYPE, content_type);
+            }
+            Body::from(body.to_owned())
+        }
+        None => Body::empty(),
+    };
+    let response = router
+        .clone()
+        .oneshot(builder.body(body).expect("request"))
+        .await
+        .expect("infallible");
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Resp { status, body, text }
+}
