@@ -244,7 +244,7 @@ mod valid;
 /// The expansion builds the key, then reads through the cache with the body as the loader
 /// (`cache_runtime::__private` is not public API; this shows what happens, not what to write):
 ///
-/// ```ignore
+/// ```text
 /// pub async fn list_users(db: &DatabaseConnection, skip: u64, limit: u64)
 ///     -> Result<Vec<user::Model>, DbErr>
 /// {
@@ -386,7 +386,7 @@ pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// # Equivalent code without `#[invalidates]`
 ///
-/// ```ignore
+/// ```text
 /// pub async fn delete_task(db: &DatabaseConnection, user_id: i32, id: i32) -> Result<(), DbErr> {
 ///     let patterns: [Result<String, KeyError>; 2] = [
 ///         { /* KeyBuilder: "users:", user_id, ":tasks:*" */ },

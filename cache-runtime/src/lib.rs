@@ -1,15 +1,31 @@
 //! Declarative Redis caching for async Rust services.
 //!
-//! ```ignore
+//! ```
 //! use cache_runtime::{cached, invalidates, Cache};
 //!
+//! #[derive(serde::Serialize, serde::Deserialize)]
+//! struct User { id: u32, name: String }
+//!
 //! #[cached(key = "users:<id>", ttl = 300)]
-//! pub async fn get_user(db: &DatabaseConnection, id: i32) -> Result<Option<user::Model>, DbErr> { .. }
+//! async fn get_user(id: u32) -> Result<Option<User>, std::io::Error> {
+//!     Ok(Some(User { id, name: "Ada".into() })) // a database query in real life
+//! }
 //!
 //! #[invalidates("users:*")]
-//! pub async fn update_user(db: &DatabaseConnection, id: i32, patch: UserPatch) -> Result<user::Model, DbErr> { .. }
+//! async fn rename_user(id: u32, name: String) -> Result<(), std::io::Error> {
+//!     Ok(())
+//! }
 //!
-//! cache_runtime::install(Cache::from_env().await?);
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // At start-up; `Cache::from_env()` reads `.env` and the environment instead.
+//! cache_runtime::install(Cache::builder().build().await?).ok();
+//! assert_eq!(get_user(42).await?.unwrap().name, "Ada"); // loads, caches `users:42`
+//! assert_eq!(get_user(42).await?.unwrap().name, "Ada"); // served from the cache
+//! rename_user(42, "Grace".into()).await?;               // every `users:` entry is now stale
+//! assert_eq!(cache_runtime::global().unwrap().stats().totals.hits, 1);
+//! # Ok(())
+//! # }
 //! ```
 //!
 //! The cache serves from Redis when `REDIS_ENABLED=true` and Redis answers; otherwise from an

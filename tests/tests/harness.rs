@@ -266,9 +266,14 @@ async fn async_wait_until() {
 
 #[test]
 fn missing_redis_server_panics_with_install_hint() {
-    // Run the helper test below in a child process whose PATH has no redis-server.
+    if std::env::var_os("HARNESS_TEST_HELPER").is_some() {
+        // The child: no redis-server on its PATH.
+        let _server = RedisServer::start();
+        return;
+    }
+    // Run this test again in a child process whose PATH has no redis-server.
     let output = Command::new(std::env::current_exe().expect("test binary"))
-        .args(["--exact", "missing_redis_server_helper", "--ignored"])
+        .args(["--exact", "missing_redis_server_panics_with_install_hint"])
         .env("PATH", "/nonexistent")
         .env("HARNESS_TEST_HELPER", "1")
         .stdin(Stdio::null())
@@ -287,25 +292,20 @@ fn missing_redis_server_panics_with_install_hint() {
 }
 
 #[test]
-#[ignore = "helper run by missing_redis_server_panics_with_install_hint"]
-fn missing_redis_server_helper() {
-    if std::env::var_os("HARNESS_TEST_HELPER").is_none() {
+fn killed_test_process_takes_server_down() {
+    if let Some(info_file) = std::env::var_os("HARNESS_ORPHAN_INFO") {
+        orphan(&info_file);
         return;
     }
-    let _server = RedisServer::start();
-}
-
-#[test]
-fn killed_test_process_takes_server_down() {
     let setpriv = Command::new("setpriv")
         .args(["--pdeathsig", "KILL", "true"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
-    if !setpriv.is_ok_and(|status| status.success()) {
-        eprintln!("setpriv --pdeathsig unavailable; skipping");
-        return;
-    }
+    assert!(
+        setpriv.is_ok_and(|status| status.success()),
+        "setpriv --pdeathsig (util-linux) is needed so servers die with a killed test process"
+    );
     let info_file = std::env::temp_dir().join(format!(
         "integration-tests-orphan-{}-{}",
         std::process::id(),
@@ -313,7 +313,7 @@ fn killed_test_process_takes_server_down() {
     ));
     let _ = std::fs::remove_file(&info_file);
     let mut child = Command::new(std::env::current_exe().expect("test binary"))
-        .args(["--exact", "orphan_helper", "--ignored"])
+        .args(["--exact", "killed_test_process_takes_server_down"])
         .env("HARNESS_ORPHAN_INFO", &info_file)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -343,16 +343,13 @@ fn killed_test_process_takes_server_down() {
     assert!(gone, "orphaned redis-server {pid} still alive");
 }
 
-#[test]
-#[ignore = "helper run by killed_test_process_takes_server_down"]
-fn orphan_helper() {
-    let Some(info_file) = std::env::var_os("HARNESS_ORPHAN_INFO") else {
-        return;
-    };
+/// The child of `killed_test_process_takes_server_down`: starts a server, says where, and waits
+/// to be killed.
+fn orphan(info_file: &std::ffi::OsStr) {
     let server = RedisServer::start();
     let pid = server.pid().expect("running");
-    let tmp = PathBuf::from(&info_file).with_extension("tmp");
+    let tmp = PathBuf::from(info_file).with_extension("tmp");
     std::fs::write(&tmp, format!("{pid} {}\n", server.dir().display())).expect("write info");
-    std::fs::rename(&tmp, &info_file).expect("publish info");
+    std::fs::rename(&tmp, info_file).expect("publish info");
     std::thread::sleep(Duration::from_secs(60));
 }
