@@ -81,20 +81,17 @@ async fn memory_store_conforms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_store_conforms() {
     let server = RedisServer::start();
-    let cache = Cache::builder()
-        .redis_url(server.url())
-        .prefix("app-a:")
-        .fallback(cache_runtime::Fallback::None)
-        .build()
-        .await
-        .unwrap();
-    let other = Cache::builder()
-        .redis_url(server.url())
-        .prefix("app-b:")
-        .fallback(cache_runtime::Fallback::None)
-        .build()
-        .await
-        .unwrap();
+    let prefixed = |prefix| {
+        Cache::builder()
+            .redis_url(server.url())
+            .prefix(prefix)
+            .fallback(cache_runtime::Fallback::None)
+            .build()
+    };
+    let (cache, other) = (
+        prefixed("app-a:").await.unwrap(),
+        prefixed("app-b:").await.unwrap(),
+    );
     server.cli(&["SET", "app-a:foreign", "not ours"]);
     conformance(&cache, &other).await;
     // clear deleted our entries from Redis, and nothing foreign

@@ -84,28 +84,17 @@ async fn invalidation_during_outage_is_not_lost() {
     let mut server = RedisServer::start_persistent();
     let cache = support::redis_with_fallback(&server).await;
     let db = Arc::new(Mutex::new(user(1, "old")));
-    let load = |db: Arc<Mutex<User>>| async move { Ok::<_, ()>(db.lock().unwrap().clone()) };
-    assert_eq!(
-        cache
-            .get_or_load("users:1", None, load(db.clone()))
-            .await
-            .unwrap()
-            .name,
-        "old"
-    );
+    let read = || async {
+        let load = async { Ok::<_, ()>(db.lock().unwrap().clone()) };
+        cache.get_or_load("users:1", None, load).await.unwrap().name
+    };
+    assert_eq!(read().await, "old");
 
     server.kill();
     *db.lock().unwrap() = user(1, "new");
     cache.invalidate("users:*").await.unwrap();
     assert!(cache.stats().pending_invalidations >= 1);
-    assert_eq!(
-        cache
-            .get_or_load("users:1", None, load(db.clone()))
-            .await
-            .unwrap()
-            .name,
-        "new"
-    );
+    assert_eq!(read().await, "new");
 
     server.restart();
     let old_entry: Option<String> = server.query(&["GET", "users:1"]);
@@ -115,27 +104,13 @@ async fn invalidation_during_outage_is_not_lost() {
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline && cache.mode() != Mode::Redis {
-        assert_eq!(
-            cache
-                .get_or_load("users:1", None, load(db.clone()))
-                .await
-                .unwrap()
-                .name,
-            "new"
-        );
+        assert_eq!(read().await, "new");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert_eq!(cache.mode(), Mode::Redis);
     assert_eq!(cache.stats().pending_invalidations, 0);
     for _ in 0..3 {
-        assert_eq!(
-            cache
-                .get_or_load("users:1", None, load(db.clone()))
-                .await
-                .unwrap()
-                .name,
-            "new"
-        );
+        assert_eq!(read().await, "new");
     }
 }
 
