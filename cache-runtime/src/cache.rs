@@ -1,5 +1,6 @@
 //! [`Cache`]: the handle everything goes through.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -216,30 +217,23 @@ impl Cache {
         if !self.usable_key(key) {
             return None;
         }
-        let full = self.full_key(key);
-        let markers = self.markers(key);
-        let (fetched, _) = self.fetch(&full, &markers).await;
-        self.check::<T>(key, &fetched).map(|(v, _)| v)
+        let (fetched, _) = self.fetch(key).await;
+        self.check::<T>(key, &fetched)
     }
 
     /// Reads several values in one round trip.
     pub async fn get_many<T: DeserializeOwned>(&self, keys: &[&str]) -> Vec<Option<T>> {
-        let full: Vec<String> = keys.iter().map(|k| self.full_key(k)).collect();
-        let markers: Vec<Vec<String>> = keys.iter().map(|k| self.markers(k)).collect();
-        let items: Vec<(&str, &[String])> = full
+        let usable: Vec<&str> = keys
             .iter()
-            .map(String::as_str)
-            .zip(markers.iter().map(Vec::as_slice))
+            .copied()
+            .filter(|k| self.usable_key(k))
             .collect();
-        let (fetched, _) = self.fetch_many(&items).await;
+        let (fetched, _) = self.fetch_many(&usable).await;
+        let mut found = usable.iter().zip(fetched);
         keys.iter()
-            .zip(fetched)
-            .map(|(k, f)| {
-                if self.usable_key(k) {
-                    self.check::<T>(k, &f).map(|(v, _)| v)
-                } else {
-                    None
-                }
+            .map(|k| match found.next() {
+                Some((u, f)) if u == k => self.check::<T>(k, &f),
+                _ => None,
             })
             .collect()
     }
@@ -257,19 +251,14 @@ impl Cache {
         ttl: Option<Duration>,
     ) {
         let entries: Vec<_> = entries.iter().filter(|(k, _)| self.usable_key(k)).collect();
-        let full: Vec<String> = entries.iter().map(|(k, _)| self.full_key(k)).collect();
-        let markers: Vec<Vec<String>> = entries.iter().map(|(k, _)| self.markers(k)).collect();
-        let items: Vec<(&str, &[String])> = full
-            .iter()
-            .map(String::as_str)
-            .zip(markers.iter().map(Vec::as_slice))
-            .collect();
-        let (fetched, tier) = self.fetch_many(&items).await;
+        let keys: Vec<&str> = entries.iter().map(|(k, _)| *k).collect();
+        let (fetched, tier) = self.fetch_many(&keys).await;
         let started = now_ms();
+        let full: Vec<Cow<'_, str>> = keys.iter().map(|k| self.full_key(k)).collect();
         let mut encoded = Vec::with_capacity(entries.len());
         for (((key, value), full), f) in entries.iter().zip(&full).zip(&fetched) {
             if let Some(bytes) = self.encode(key, *value, &f.gens, started) {
-                encoded.push((full.as_str(), bytes));
+                encoded.push((full.as_ref(), Arc::from(bytes)));
             }
         }
         self.put(tier, &encoded, self.ttl(ttl)).await;
@@ -283,7 +272,7 @@ impl Cache {
         }
         #[cfg(feature = "redis")]
         if let Some(r) = self.redis_serving()
-            && let Err(e) = r.delete(std::slice::from_ref(&full)).await
+            && let Err(e) = r.delete(&[full.into_owned()]).await
         {
             self.store_error(key, &e);
         }
@@ -335,7 +324,7 @@ impl Cache {
         let exact: Vec<String> = patterns
             .iter()
             .filter_map(|p| match p {
-                Pattern::Exact(k) => Some(self.full_key(k)),
+                Pattern::Exact(k) => Some(self.full_key(k).into_owned()),
                 _ => None,
             })
             .collect();
@@ -347,7 +336,7 @@ impl Cache {
             self.inner.stats.record(name, Event::Invalidation);
         }
         if let Some(m) = &self.inner.memory {
-            markers.iter().for_each(|marker| m.bump(marker));
+            patterns.iter().for_each(|p| m.bump(p));
             exact.iter().for_each(|k| {
                 m.delete(k);
             });
@@ -467,15 +456,13 @@ impl Cache {
                 return load.await;
             }
         };
-        let full = self.full_key(&key);
-        let markers = self.markers(&key);
         let seen_finished = self.inner.flights.finished();
-        let (mut fetched, mut tier) = self.fetch(&full, &markers).await;
-        if let Some((v, _)) = self.check::<S::Value>(&key, &fetched) {
+        let (mut fetched, mut tier) = self.fetch(&key).await;
+        if let Some(v) = self.check::<S::Value>(&key, &fetched) {
             return S::rebuild(v);
         }
         let leader = loop {
-            match self.inner.flights.join(&full) {
+            match self.inner.flights.join(&key) {
                 Join::Leader(leader) => break leader,
                 Join::Follower(rx) => match flight::follow(rx).await {
                     Ok(Some(bytes)) => {
@@ -493,10 +480,10 @@ impl Cache {
             }
         };
         // A flight may have finished (and stored) between our miss and our election: look again.
-        if self.inner.flights.finished() != seen_finished {
-            (fetched, tier) = self.fetch(&full, &markers).await;
-            if let Some((v, bytes)) = self.check::<S::Value>(&key, &fetched) {
-                leader.publish(Some(bytes.into()));
+        if tier != Tier::None && self.inner.flights.finished() != seen_finished {
+            (fetched, tier) = self.fetch(&key).await;
+            if let Some(v) = self.check::<S::Value>(&key, &fetched) {
+                leader.publish(fetched.value.map(Into::into));
                 return S::rebuild(v);
             }
         }
@@ -510,20 +497,26 @@ impl Cache {
                 return result;
             }
         };
+        let store = tier != Tier::None && (!negative || policy.cache_none);
+        // Without a store, encoding only serves followers: skip it when there are none.
+        if !store && !leader.has_followers() {
+            leader.publish(None);
+            return result;
+        }
         let Some(bytes) = self.encode(&key, value, &fetched.gens, started) else {
             leader.publish(None);
             return result;
         };
         let bytes: Arc<[u8]> = bytes.into();
         leader.publish(Some(bytes.clone()));
-        if !negative || policy.cache_none {
+        if store {
             let ttl = if negative {
                 policy.none_ttl.or(policy.ttl)
             } else {
                 policy.ttl
             };
-            self.put(tier, &[(full.as_str(), bytes.to_vec())], self.ttl(ttl))
-                .await;
+            let full = self.full_key(&key);
+            self.put(tier, &[(&full, bytes)], self.ttl(ttl)).await;
         }
         drop(leader);
         result
@@ -539,21 +532,17 @@ impl Cache {
             .min(self.inner.config.max_ttl)
     }
 
-    fn full_key(&self, key: &str) -> String {
-        let prefix = &self.inner.config.prefix;
-        let mut s = String::with_capacity(prefix.len() + key.len());
-        s.push_str(prefix);
-        s.push_str(key);
-        s
+    /// The key without the cache prefix (for stats).
+    fn short_key<'k>(&self, full: &'k str) -> &'k str {
+        full.strip_prefix(self.inner.config.prefix.as_str())
+            .unwrap_or(full)
     }
 
-    fn markers(&self, key: &str) -> Vec<String> {
-        let prefix = &self.inner.config.prefix;
-        let mut markers = key::markers_for(key);
-        if !prefix.is_empty() {
-            markers.iter_mut().for_each(|m| m.insert_str(0, prefix));
+    fn full_key<'k>(&self, key: &'k str) -> Cow<'k, str> {
+        match self.inner.config.prefix.as_str() {
+            "" => Cow::Borrowed(key),
+            prefix => Cow::Owned(format!("{prefix}{key}")),
         }
-        markers
     }
 
     fn usable_key(&self, key: &str) -> bool {
@@ -568,7 +557,7 @@ impl Cache {
     }
 
     /// Decodes a fetched entry and checks its markers. Counts the hit or the miss.
-    fn check<V: DeserializeOwned>(&self, key: &str, fetched: &Fetched) -> Option<(V, Vec<u8>)> {
+    fn check<V: DeserializeOwned>(&self, key: &str, fetched: &Fetched) -> Option<V> {
         let stats = &self.inner.stats;
         let Some(bytes) = &fetched.value else {
             stats.record(key, Event::Miss);
@@ -586,7 +575,7 @@ impl Cache {
             return None;
         }
         stats.record(key, Event::Hit);
-        Some((envelope.d, bytes.clone()))
+        Some(envelope.d)
     }
 
     fn encode<V: Serialize + ?Sized>(
@@ -641,67 +630,80 @@ impl Cache {
         self.inner.redis.as_ref().filter(|r| r.available())
     }
 
-    async fn fetch(&self, full: &str, markers: &[String]) -> (Fetched, Tier) {
-        let (mut all, tier) = self.fetch_many(&[(full, markers)]).await;
+    async fn fetch(&self, key: &str) -> (Fetched, Tier) {
+        let (mut all, tier) = self.fetch_many(&[key]).await;
         (all.pop().unwrap_or_default(), tier)
     }
 
-    async fn fetch_many(&self, items: &[(&str, &[String])]) -> (Vec<Fetched>, Tier) {
+    /// Entries and marker generations of `keys` from the serving store, in one round trip.
+    async fn fetch_many(&self, keys: &[&str]) -> (Vec<Fetched>, Tier) {
+        let tier = self.tier();
         #[cfg(feature = "redis")]
-        if self.tier() == Tier::Redis
+        if tier == Tier::Redis
             && let Some(r) = &self.inner.redis
         {
-            match r.fetch_many(items).await {
+            let prefix = &self.inner.config.prefix;
+            let full: Vec<Cow<'_, str>> = keys.iter().map(|k| self.full_key(k)).collect();
+            let markers: Vec<Vec<String>> = keys
+                .iter()
+                .map(|k| {
+                    key::markers_for(k)
+                        .into_iter()
+                        .map(|m| format!("{prefix}{m}"))
+                        .collect()
+                })
+                .collect();
+            let items: Vec<(&str, &[String])> = full
+                .iter()
+                .map(AsRef::as_ref)
+                .zip(markers.iter().map(Vec::as_slice))
+                .collect();
+            match r.fetch_many(&items).await {
                 Ok(f) => return (f, Tier::Redis),
-                Err(e) => self.store_error(items.first().map_or("", |(k, _)| k), &e),
+                // No fallback for this call: the in-process store serves only once the breaker
+                // has opened (and emptied it).
+                Err(e) => self.store_error(keys.first().copied().unwrap_or(""), &e),
             }
         }
-        match (self.tier(), &self.inner.memory) {
+        match (tier, &self.inner.memory) {
             (Tier::Memory, Some(m)) => (
-                items
-                    .iter()
-                    .map(|(k, markers)| m.fetch(k, markers))
-                    .collect(),
+                keys.iter().map(|k| m.fetch(&self.full_key(k), k)).collect(),
                 Tier::Memory,
             ),
             _ => (
-                items.iter().map(|_| Fetched::default()).collect(),
+                keys.iter().map(|_| Fetched::default()).collect(),
                 Tier::None,
             ),
         }
     }
 
-    /// Writes entries to the store their markers were read from; skips if that store changed.
-    async fn put(&self, tier: Tier, entries: &[(&str, Vec<u8>)], ttl: Duration) {
+    /// Writes entries (under their full keys) to the store their markers were read from;
+    /// skips if that store changed meanwhile.
+    async fn put(&self, tier: Tier, entries: &[(&str, Arc<[u8]>)], ttl: Duration) {
         if entries.is_empty() || tier != self.tier() {
             return;
         }
-        let key = |full: &str| {
-            full.strip_prefix(self.inner.config.prefix.as_str())
-                .unwrap_or(full)
-                .to_owned()
-        };
         match tier {
             #[cfg(feature = "redis")]
             Tier::Redis => {
                 if let Some(r) = &self.inner.redis
                     && let Err(e) = r.put_many(entries, ttl).await
                 {
-                    self.store_error(&key(entries[0].0), &e);
+                    self.store_error(self.short_key(entries[0].0), &e);
                     return;
                 }
             }
             Tier::Memory => {
                 if let Some(m) = &self.inner.memory {
-                    for (k, bytes) in entries {
-                        m.put(k, bytes.clone(), ttl);
+                    for (full, bytes) in entries {
+                        m.put(full, bytes.clone(), ttl);
                     }
                 }
             }
             Tier::None => return,
         }
-        for (k, _) in entries {
-            self.inner.stats.record(&key(k), Event::Set);
+        for (full, _) in entries {
+            self.inner.stats.record(self.short_key(full), Event::Set);
         }
     }
 

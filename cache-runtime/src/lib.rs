@@ -164,7 +164,10 @@ pub mod __private {
         S: Shape<R>,
         F: Future<Output = R>,
     {
-        match resolve(cache) {
+        if let Some(cache) = cache {
+            return cache.load_through::<S, R, F>(key, policy, load).await;
+        }
+        match crate::current() {
             Some(cache) => cache.load_through::<S, R, F>(key, policy, load).await,
             None => load.await,
         }

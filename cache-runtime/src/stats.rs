@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{PoisonError, RwLock};
 
 use serde::Serialize;
 
@@ -69,7 +69,7 @@ impl Counters {
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
     total: Counters,
-    by_prefix: RwLock<HashMap<String, Arc<Counters>>>,
+    by_prefix: RwLock<HashMap<String, Counters>>,
 }
 
 /// Prefixes tracked separately; keys beyond this many distinct first segments count under `_other`.
@@ -80,25 +80,28 @@ impl Stats {
     pub(crate) fn record(&self, key: &str, event: Event) {
         self.total.get(event).fetch_add(1, Ordering::Relaxed);
         let prefix = key.split(':').next().unwrap_or(key);
-        let found = self
+        let map = self
             .by_prefix
             .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(prefix)
-            .cloned();
-        let counters = found.unwrap_or_else(|| {
-            let mut map = self
-                .by_prefix
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let name = if map.len() < MAX_PREFIXES {
-                prefix
-            } else {
-                "_other"
-            };
-            map.entry(name.to_owned()).or_default().clone()
-        });
-        counters.get(event).fetch_add(1, Ordering::Relaxed);
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(counters) = map.get(prefix) {
+            counters.get(event).fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        drop(map);
+        let mut map = self
+            .by_prefix
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let name = if map.len() < MAX_PREFIXES {
+            prefix
+        } else {
+            "_other"
+        };
+        map.entry(name.to_owned())
+            .or_default()
+            .get(event)
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn totals(&self) -> PrefixStats {
@@ -109,7 +112,7 @@ impl Stats {
         let map = self
             .by_prefix
             .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(PoisonError::into_inner);
         map.iter().map(|(k, v)| (k.clone(), v.snapshot())).collect()
     }
 }

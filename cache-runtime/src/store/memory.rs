@@ -1,11 +1,13 @@
 //! The in-process store (moka): used when Redis is disabled, or down with `CACHE_FALLBACK=memory`.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use moka::sync::Cache as Moka;
 
 use super::Fetched;
+use crate::key::Pattern;
 
 #[derive(Clone)]
 struct Entry {
@@ -32,17 +34,35 @@ impl moka::Expiry<String, Entry> for PerEntryTtl {
 }
 
 /// Entries are bounded by bytes and evicted under pressure; markers are never evicted (losing one
-/// would lose an invalidation), only aged out after the longest entry TTL.
+/// would lose an invalidation), only forgotten after the longest entry TTL. Markers are looked up
+/// by slices of the key under one read lock: a hit allocates nothing for them.
 pub(crate) struct MemoryStore {
     entries: Moka<String, Entry>,
-    markers: Moka<String, u64>,
+    markers: RwLock<Markers>,
+    marker_ttl: Duration,
 }
+
+#[derive(Default)]
+struct Markers {
+    epoch: u64,
+    /// `users` for `users:*`.
+    prefixes: HashMap<Box<str>, Marker>,
+    exact: HashMap<Box<str>, Marker>,
+}
+
+struct Marker {
+    generation: u64,
+    expires: Instant,
+}
+
+/// Past this many markers, a bump first forgets the expired ones.
+const PRUNE_AT: usize = 4096;
 
 impl std::fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemoryStore")
             .field("entries", &self.entries.entry_count())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -56,38 +76,61 @@ impl MemoryStore {
                 })
                 .expire_after(PerEntryTtl)
                 .build(),
-            markers: Moka::builder().time_to_live(marker_ttl).build(),
+            markers: RwLock::default(),
+            marker_ttl,
         }
     }
 
-    pub(crate) fn fetch(&self, key: &str, markers: &[String]) -> Fetched {
-        Fetched {
-            value: self.entries.get(key).map(|e| e.bytes.to_vec()),
-            gens: markers
-                .iter()
-                .map(|m| self.markers.get(m).unwrap_or(0))
-                .collect(),
-        }
-    }
-
-    pub(crate) fn put(&self, key: &str, bytes: Vec<u8>, ttl: Duration) {
-        self.entries.insert(
-            key.to_owned(),
-            Entry {
-                bytes: bytes.into(),
-                ttl,
-            },
+    /// The entry under `full` (the key with the cache prefix) and the generations of the markers
+    /// of `key`, in [`crate::key::markers_for`]'s order.
+    pub(crate) fn fetch(&self, full: &str, key: &str) -> Fetched {
+        let value = self.entries.get(full).map(|e| e.bytes.to_vec());
+        let markers = self.markers.read().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        let live = |m: Option<&Marker>| m.filter(|m| m.expires > now).map_or(0, |m| m.generation);
+        let mut gens = Vec::with_capacity(4);
+        gens.push(markers.epoch);
+        gens.extend(
+            key.match_indices(':')
+                .map(|(i, _)| live(markers.prefixes.get(&key[..i]))),
         );
+        gens.push(live(markers.exact.get(key)));
+        Fetched { value, gens }
     }
 
-    pub(crate) fn delete(&self, key: &str) -> bool {
-        self.entries.remove(key).is_some()
+    pub(crate) fn put(&self, full: &str, bytes: Arc<[u8]>, ttl: Duration) {
+        self.entries.insert(full.to_owned(), Entry { bytes, ttl });
     }
 
-    pub(crate) fn bump(&self, marker: &str) {
-        self.markers
-            .entry_by_ref(marker)
-            .and_upsert_with(|old| old.map_or(1, |e| e.into_value().wrapping_add(1)));
+    pub(crate) fn delete(&self, full: &str) -> bool {
+        self.entries.remove(full).is_some()
+    }
+
+    pub(crate) fn bump(&self, pattern: &Pattern) {
+        let mut markers = self.markers.write().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        let expires = now + self.marker_ttl;
+        let map = match pattern {
+            Pattern::All => {
+                markers.epoch += 1;
+                return;
+            }
+            Pattern::Prefix(p) => (&mut markers.prefixes, p),
+            Pattern::Exact(k) => (&mut markers.exact, k),
+        };
+        let (map, name) = map;
+        if map.len() >= PRUNE_AT {
+            map.retain(|_, m| m.expires > now);
+        }
+        let marker = map.entry(name.as_str().into()).or_insert(Marker {
+            generation: 0,
+            expires,
+        });
+        if marker.expires <= now {
+            marker.generation = 0;
+        }
+        marker.generation += 1;
+        marker.expires = expires;
     }
 
     /// Removes every entry whose key starts with `prefix`; returns how many.

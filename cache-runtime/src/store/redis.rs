@@ -183,7 +183,7 @@ impl RedisStore {
 
     pub(crate) async fn put_many(
         &self,
-        entries: &[(&str, Vec<u8>)],
+        entries: &[(&str, std::sync::Arc<[u8]>)],
         ttl: Duration,
     ) -> Result<(), StoreError> {
         let mut pipe = redis::pipe();
