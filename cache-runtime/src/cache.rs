@@ -642,23 +642,7 @@ impl Cache {
         if tier == Tier::Redis
             && let Some(r) = &self.inner.redis
         {
-            let prefix = &self.inner.config.prefix;
-            let full: Vec<Cow<'_, str>> = keys.iter().map(|k| self.full_key(k)).collect();
-            let markers: Vec<Vec<String>> = keys
-                .iter()
-                .map(|k| {
-                    key::markers_for(k)
-                        .into_iter()
-                        .map(|m| format!("{prefix}{m}"))
-                        .collect()
-                })
-                .collect();
-            let items: Vec<(&str, &[String])> = full
-                .iter()
-                .map(AsRef::as_ref)
-                .zip(markers.iter().map(Vec::as_slice))
-                .collect();
-            match r.fetch_many(&items).await {
+            match r.fetch_many(&self.inner.config.prefix, keys).await {
                 Ok(f) => return (f, Tier::Redis),
                 // No fallback for this call: the in-process store serves only once the breaker
                 // has opened (and emptied it).

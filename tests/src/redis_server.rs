@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use redis::{FromRedisValue, RedisResult, Value};
 
+use crate::wait_until_blocking;
+
 /// Panic message used when no `redis-server` binary can be found.
 const NOT_FOUND: &str = "redis-server not found: install it with `apt-get install redis-server`";
 /// How long a freshly spawned server may take to answer `PING`.
@@ -168,6 +170,11 @@ impl RedisServer {
     /// If the server is not running or the signal cannot be sent.
     pub fn pause(&self) {
         self.signal("STOP");
+        // SIGSTOP takes effect asynchronously: wait until every thread is stopped, so that no
+        // command sent after `pause` returns can still be answered.
+        let pid = self.pid().unwrap_or_default();
+        let stopped = wait_until_blocking(Duration::from_secs(2), || all_threads_stopped(pid));
+        assert!(stopped, "redis-server (pid {pid}) did not stop");
     }
 
     /// Continues a server stopped by [`pause`](Self::pause) (`SIGCONT`).
@@ -562,6 +569,20 @@ fn probe(port: u16) -> io::Result<Option<u32>> {
     reader.read_exact(&mut body)?;
     let body = String::from_utf8_lossy(&body);
     Ok(info_field(&body, "process_id").and_then(|pid| pid.parse().ok()))
+}
+
+/// Whether every thread of `pid` is in the stopped state (`T` in `/proc/<pid>/task/*/stat`).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|task| {
+        std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+            // The state follows the parenthesised command name.
+            stat.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with(['T', 't']))
+        })
+    })
 }
 
 #[cfg(test)]

@@ -85,6 +85,7 @@ async fn redis_store_conforms() {
         Cache::builder()
             .redis_url(server.url())
             .prefix(prefix)
+            .op_timeout(Duration::from_secs(2))
             .fallback(cache_runtime::Fallback::None)
             .build()
     };

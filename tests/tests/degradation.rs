@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 
 use cache_runtime::{Cache, Mode};
 use integration_tests::{RedisServer, wait_until};
-use support::Loader;
+use support::{Loader, OP_TIMEOUT};
 
-const OP_TIMEOUT: Duration = Duration::from_millis(50);
 /// Scheduling slack on a loaded 2-core machine; far below a reconnect or a default response timeout.
 const MARGIN: Duration = Duration::from_millis(150);
 

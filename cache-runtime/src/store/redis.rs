@@ -154,27 +154,29 @@ impl RedisStore {
         (d.since.map(|(_, wall)| wall), d.total + current)
     }
 
-    /// Values of several keys and the generations of their markers, in one MGET.
+    /// Values of several keys (without the cache prefix) and the generations of their markers
+    /// ([`crate::key::markers_for`]), in one MGET.
     pub(crate) async fn fetch_many(
         &self,
-        items: &[(&str, &[String])],
+        prefix: &str,
+        keys: &[&str],
     ) -> Result<Vec<Fetched>, StoreError> {
         let mut cmd = redis::cmd("MGET");
-        for (key, markers) in items {
-            cmd.arg(*key).arg(*markers);
+        for key in keys {
+            cmd.arg(KeyAndMarkers { prefix, key });
         }
         let values: Vec<Option<Vec<u8>>> = self
             .shared
             .run(|mut c| async move { cmd.query_async(&mut c).await })
             .await?;
         let mut values = values.into_iter();
-        Ok(items
+        Ok(keys
             .iter()
-            .map(|(_, markers)| Fetched {
+            .map(|key| Fetched {
                 value: values.next().flatten(),
                 gens: values
                     .by_ref()
-                    .take(markers.len())
+                    .take(marker_count(key))
                     .map(|m| parse_gen(m.as_deref()))
                     .collect(),
             })
@@ -458,6 +460,43 @@ async fn recover(weak: Weak<Shared>) {
     }
 }
 
+/// A key and its markers as MGET arguments, written straight into the command buffer: the hit
+/// path allocates no marker names.
+struct KeyAndMarkers<'a> {
+    prefix: &'a str,
+    key: &'a str,
+}
+
+impl redis::ToRedisArgs for KeyAndMarkers<'_> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        use std::io::Write as _;
+        let (prefix, key) = (self.prefix.as_bytes(), self.key.as_bytes());
+        let mut arg = |parts: &[&[u8]]| {
+            let mut w = out.writer_for_next_arg();
+            for part in parts {
+                // Writing to the command buffer cannot fail.
+                let _ = w.write_all(part);
+            }
+        };
+        let ns = MARKER_NS.as_bytes();
+        arg(&[prefix, key]);
+        arg(&[prefix, ns, b"*"]);
+        for (i, _) in self.key.match_indices(':') {
+            arg(&[prefix, ns, &key[..i], b":*"]);
+        }
+        arg(&[prefix, ns, key]);
+    }
+
+    fn num_of_args(&self) -> usize {
+        1 + marker_count(self.key)
+    }
+}
+
+/// How many markers a key has: the epoch, one per proper segment prefix, its own.
+fn marker_count(key: &str) -> usize {
+    2 + key.matches(':').count()
+}
+
 fn is_connectivity(e: &RedisError) -> bool {
     e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_unrecoverable_error()
 }
@@ -493,4 +532,28 @@ fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 }
 fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mget_arguments_are_the_key_and_its_markers() {
+        for key in ["users", "users:42", "users:42:tasks"] {
+            let args = redis::ToRedisArgs::to_redis_args(&KeyAndMarkers { prefix: "p:", key });
+            let mut expected = vec![format!("p:{key}")];
+            expected.extend(
+                crate::key::markers_for(key)
+                    .iter()
+                    .map(|m| format!("p:{m}")),
+            );
+            let args: Vec<String> = args
+                .into_iter()
+                .map(|a| String::from_utf8(a).unwrap())
+                .collect();
+            assert_eq!(args, expected);
+            assert_eq!(marker_count(key) + 1, args.len());
+        }
+    }
 }

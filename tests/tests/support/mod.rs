@@ -9,8 +9,11 @@ use cache_runtime::{Cache, Fallback};
 use integration_tests::RedisServer;
 
 /// A cache on `server` with no fallback, so a Redis failure cannot hide behind the memory store.
+/// Its generous operation timeout keeps a loaded machine from tripping the breaker in tests that
+/// are not about timeouts.
 pub async fn redis_only(server: &RedisServer) -> Cache {
     Cache::builder()
+        .op_timeout(Duration::from_secs(2))
         .redis_url(server.url())
         .fallback(Fallback::None)
         .build()
@@ -18,11 +21,15 @@ pub async fn redis_only(server: &RedisServer) -> Cache {
         .unwrap()
 }
 
+/// The operation timeout of [`redis_with_fallback`]: short next to redis-rs's defaults (500 ms
+/// response timeout, seconds of reconnect retries), long enough for a loaded 2-core machine.
+pub const OP_TIMEOUT: Duration = Duration::from_millis(200);
+
 /// A cache on `server` that falls back to memory, with a short operation timeout.
 pub async fn redis_with_fallback(server: &RedisServer) -> Cache {
     Cache::builder()
         .redis_url(server.url())
-        .op_timeout(Duration::from_millis(50))
+        .op_timeout(OP_TIMEOUT)
         .connect_timeout(Duration::from_millis(200))
         .build()
         .await
