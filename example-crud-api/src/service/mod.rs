@@ -5,12 +5,16 @@
 //!
 //! | key | written by | invalidated by |
 //! |---|---|---|
-//! | `users:<id>` | [`users::get_user`] | every user write (`users:*`) |
-//! | `users:list:<hash>` | [`users::list_users`] | every user write |
-//! | `users:filter:<hash>` | [`users::filter_users`] | every user write |
-//! | `users:filter:paginated:<hash>` | [`users::filter_users_paginated`] | every user write |
-//! | `users:<user_id>:tasks` | [`tasks::list_tasks`] | every user write; writes of that user's tasks |
+//! | `users:<id>` | [`users::get_user`] | updating or deleting that user |
+//! | `users:list:<hash>` | [`users::list_users`] | every user write (`users:list:*`) |
+//! | `users:filter:<hash>` | [`users::filter_users`] | every user write (`users:filter:*`) |
+//! | `users:filter:paginated:<hash>` | [`users::filter_users_paginated`] | every user write (`users:filter:*`) |
+//! | `users:<user_id>:tasks` | [`tasks::list_tasks`] | writes of that user's tasks; deleting the user |
 //! | `tasks:<id>` | [`tasks::get_task`] | writes of that task; deleting a user (`tasks:*`) |
+//!
+//! API.md's source documents invalidate `users:*` on every user write. That is correct but
+//! flushes every cached user on each write, so under a steady write rate nothing stays cached;
+//! the patterns above invalidate exactly what a write can change.
 
 use chrono::{SubsecRound, Utc};
 use sea_orm::prelude::DateTimeUtc;

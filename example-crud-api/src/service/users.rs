@@ -1,4 +1,4 @@
-//! Users: reads cached under `users:…`, writes invalidating `users:*`.
+//! Users: reads cached under `users:…`; each write invalidates exactly what it can change.
 
 use cache_runtime::{cached, invalidates};
 use sea_orm::{
@@ -159,11 +159,12 @@ pub async fn filter_users_paginated(
     })
 }
 
-/// Creates a user.
+/// Creates a user. Lists and filter results may now include it; no other entry can (a missing
+/// user is never cached).
 ///
 /// # Errors
 /// 422 for invalid fields, 409 for a taken email, database errors.
-#[invalidates("users:*")]
+#[invalidates("users:list:*", "users:filter:*")]
 pub async fn create_user(db: &DatabaseConnection, new: NewUser) -> Result<user::Model, Error> {
     let mut problems = Problems::default();
     let name = problems.check(valid_name(&new.name));
@@ -185,11 +186,13 @@ pub async fn create_user(db: &DatabaseConnection, new: NewUser) -> Result<user::
         .map_err(|e| Error::conflict_on_unique(e, email_taken(&email)))
 }
 
-/// Updates the fields present in `patch`.
+/// Updates the fields present in `patch`. Invalidates the row and every list or filter result
+/// (which may contain it, or should now); other users' rows and every user's tasks stay cached,
+/// which is what lets a write-heavy mix still hit the cache.
 ///
 /// # Errors
 /// 404 for an unknown user, 422 for invalid fields, 409 for a taken email, database errors.
-#[invalidates("users:*")]
+#[invalidates("users:<id>", "users:list:*", "users:filter:*")]
 pub async fn update_user(
     db: &DatabaseConnection,
     id: i32,
@@ -230,12 +233,18 @@ pub async fn update_user(
 
 /// Deletes a user and its tasks, in one transaction.
 ///
-/// Besides `users:*` (which covers `users:<id>:tasks`) this invalidates `tasks:*`: the user's
-/// tasks may be cached one by one as `tasks:<id>`, and they are gone now.
+/// Invalidates the row, everything under it (`users:<id>:tasks`), lists and filter results, and
+/// `tasks:*`: the user's tasks may be cached one by one as `tasks:<id>`, and they are gone now.
 ///
 /// # Errors
 /// 404 for an unknown user, database errors.
-#[invalidates("users:*", "tasks:*")]
+#[invalidates(
+    "users:<id>",
+    "users:<id>:*",
+    "users:list:*",
+    "users:filter:*",
+    "tasks:*"
+)]
 pub async fn delete_user(db: &DatabaseConnection, id: i32) -> Result<(), Error> {
     let txn = db.begin().await?;
     // Explicit, as SQLite enforces the foreign key's ON DELETE CASCADE only when told to.
