@@ -1,4 +1,9 @@
 //! [`Cache`]: the handle everything goes through.
+// Without Redis some bookkeeping only the Redis store uses is idle.
+#![cfg_attr(
+    not(feature = "redis"),
+    allow(unused_imports, unused_variables, unused_mut, dead_code)
+)]
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -691,6 +696,7 @@ impl Cache {
         }
     }
 
+    #[cfg(feature = "redis")]
     fn store_error(&self, key: &str, e: &StoreError) {
         tracing::debug!(key, error = %e, "cache store operation failed");
         self.inner.stats.record(key, Event::Error);

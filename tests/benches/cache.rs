@@ -1,0 +1,1081 @@
+//! In-process benchmark: `#[cached]` against the physical limit and against what users would
+//! pick instead, on one `redis-server` started for the run.
+//!
+//! ```sh
+//! cargo bench -p integration-tests --features bench --bench cache
+//! ```
+//!
+//! Measures, for a ~200-byte JSON user row: hits and misses through `#[cached]`; the limit (a
+//! raw `redis` GET + `serde_json` decode on a multiplexed connection, and GET + SET for a
+//! miss); the `cached` crate's `#[concurrent_cached]` on its async Redis store; moka `get` and
+//! our in-process fallback hit; an annotated function with Redis down and the circuit open
+//! against the plain function; key building; a miss storm; and `users:*` invalidation with
+//! 10,000 and 100,000 live entries against the SCAN + DEL a user would otherwise write.
+//! Throughput cases run at 1 and 64 concurrent tasks, interleaved, for several rounds; the
+//! report gives medians with the min–max over rounds, and every ratio is computed within a round.
+//!
+//! Writes `tests/benches/results/cache.md` and `cache.svg`. `BENCH_QUICK=1` makes a short,
+//! rougher run (for checking that it works); `BENCH_PROFILE=<case>[:<tasks>]` (e.g.
+//! `OursHit:64`) runs one case alone for 20 s, for a profiler to attach to.
+
+#![allow(clippy::print_stdout, reason = "a benchmark reports on stdout")]
+
+mod support;
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::future::Future;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, OnceLock};
+use std::time::{Duration, Instant};
+
+use cache_runtime::{Cache, Fallback, KeyBuilder, Mode, cached, invalidates};
+use cached::AsyncRedisCache;
+use cached::macros::concurrent_cached;
+use integration_tests::RedisServer;
+use redis::aio::MultiplexedConnection;
+use serde::{Deserialize, Serialize};
+use support::{Bar, Chart, Panel, Row, Spread, Table, nanos, percentile, rate, ratio};
+
+/// Concurrency levels of every throughput case.
+const TASKS: [usize; 2] = [1, 64];
+/// The key every hit reads.
+const ID: i32 = 42;
+
+/// A user row as the example API returns it; about 200 bytes of JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct User {
+    id: i32,
+    name: String,
+    email: String,
+    age: Option<i32>,
+    is_active: bool,
+    role: String,
+    created_at: String,
+    updated_at: String,
+}
+
+fn user(id: i32) -> User {
+    User {
+        id,
+        name: "Ada Lovelace".to_owned(),
+        email: format!("ada.lovelace{id}@example.com"),
+        age: Some(36),
+        is_active: true,
+        role: "maintainer".to_owned(),
+        created_at: "2024-01-01T00:00:42.123456Z".to_owned(),
+        updated_at: "2024-06-30T12:34:56.654321Z".to_owned(),
+    }
+}
+
+/// The plain function's result, shared so that building it costs the same everywhere.
+static ROW: LazyLock<User> = LazyLock::new(|| user(ID));
+
+#[derive(Debug, Clone)]
+struct BenchError(#[allow(dead_code, reason = "read through Debug")] String);
+
+// ---------------------------------------------------------------------------------------------
+// The functions under test.
+
+static REDIS_URL: OnceLock<String> = OnceLock::new();
+static OURS: OnceLock<Cache> = OnceLock::new();
+static MEMORY: OnceLock<Cache> = OnceLock::new();
+static DEGRADED: OnceLock<Cache> = OnceLock::new();
+/// Loader runs of the hit functions (should stay at the one priming call each).
+static HIT_LOADS: AtomicU64 = AtomicU64::new(0);
+/// Fresh keys for the miss cases.
+static NEXT_MISS: AtomicU64 = AtomicU64::new(0);
+static OURS_STORM_LOADS: AtomicU64 = AtomicU64::new(0);
+static THEIRS_STORM_LOADS: AtomicU64 = AtomicU64::new(0);
+
+fn ours() -> &'static Cache {
+    OURS.get().expect("set up in main")
+}
+fn memory() -> &'static Cache {
+    MEMORY.get().expect("set up in main")
+}
+fn degraded() -> &'static Cache {
+    DEGRADED.get().expect("set up in main")
+}
+
+#[cached(key = "users:<id>", ttl = 300, cache = ours())]
+async fn ours_user(id: i32) -> Result<Option<User>, BenchError> {
+    HIT_LOADS.fetch_add(1, Ordering::Relaxed);
+    Ok(Some(user(id)))
+}
+
+#[cached(key = "misses:<n>", ttl = 10, cache = ours())]
+async fn ours_miss(n: u64) -> Result<Option<User>, BenchError> {
+    Ok(Some(user(n as i32)))
+}
+
+#[cached(key = "storm:<round>", ttl = 60, cache = ours())]
+async fn ours_storm(round: u64) -> Result<User, BenchError> {
+    OURS_STORM_LOADS.fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    Ok(user(round as i32))
+}
+
+#[invalidates("users:*", cache = ours())]
+async fn invalidate_users() {}
+
+#[cached(key = "users:<id>", ttl = 300, cache = memory())]
+async fn fallback_user(id: i32) -> Result<Option<User>, BenchError> {
+    HIT_LOADS.fetch_add(1, Ordering::Relaxed);
+    Ok(Some(user(id)))
+}
+
+/// The undecorated function.
+async fn plain_user(id: i32) -> Result<Option<User>, BenchError> {
+    black_box(id);
+    Ok(Some(ROW.clone()))
+}
+
+/// The same function cached, on a cache whose Redis is down (circuit open, no fallback).
+#[cached(key = "users:<id>", ttl = 300, cache = degraded())]
+async fn degraded_user(id: i32) -> Result<Option<User>, BenchError> {
+    black_box(id);
+    Ok(Some(ROW.clone()))
+}
+
+/// The `cached` crate's Redis store, as `#[concurrent_cached]` builds it.
+async fn their_store<K, V>(prefix: &str, ttl_secs: u64) -> AsyncRedisCache<K, V>
+where
+    K: std::fmt::Display + Send + Sync,
+    V: Serialize + serde::de::DeserializeOwned + Send + Sync,
+{
+    AsyncRedisCache::builder(prefix)
+        .ttl(Duration::from_secs(ttl_secs))
+        .connection_string(REDIS_URL.get().expect("set up in main"))
+        .build()
+        .await
+        .expect("cannot build the cached crate's Redis store")
+}
+
+#[concurrent_cached(
+    ty = "AsyncRedisCache<i32, User>",
+    create = { their_store("users", 300).await },
+    map_error = |e| BenchError(format!("{e:?}"))
+)]
+async fn theirs_user(id: i32) -> Result<User, BenchError> {
+    HIT_LOADS.fetch_add(1, Ordering::Relaxed);
+    Ok(user(id))
+}
+
+#[concurrent_cached(
+    ty = "AsyncRedisCache<u64, User>",
+    create = { their_store("misses", 10).await },
+    map_error = |e| BenchError(format!("{e:?}"))
+)]
+async fn theirs_miss(n: u64) -> Result<User, BenchError> {
+    Ok(user(n as i32))
+}
+
+#[concurrent_cached(
+    ty = "AsyncRedisCache<u64, User>",
+    create = { their_store("storm", 60).await },
+    map_error = |e| BenchError(format!("{e:?}"))
+)]
+async fn theirs_storm(round: u64) -> Result<User, BenchError> {
+    THEIRS_STORM_LOADS.fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    Ok(user(round as i32))
+}
+
+fn named_key(id: i32) -> String {
+    let mut key = KeyBuilder::new();
+    key.literal("users:").value("id", &id);
+    key.finish().expect("valid key")
+}
+
+fn hashed_key(skip: u64, limit: u64) -> String {
+    let mut key = KeyBuilder::new();
+    key.literal("users:list")
+        .hash("skip", &skip)
+        .hash("limit", &limit);
+    key.finish().expect("valid key")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measuring.
+
+/// One measurement of one case at one concurrency.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    ops_per_sec: f64,
+    p50_ns: u64,
+    p99_ns: u64,
+}
+
+/// Runs `op` from `tasks` tasks until `dur` has passed. One call in `every` is timed on its
+/// own (in-process operations take less than a clock read, so timing each would distort them).
+async fn measure<F, Fut>(tasks: usize, dur: Duration, every: u32, op: F) -> Run
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let op = Arc::new(op);
+    let start = Instant::now();
+    let deadline = start + dur;
+    let handles: Vec<_> = (0..tasks)
+        .map(|_| {
+            let op = op.clone();
+            tokio::spawn(async move {
+                let (mut ops, mut latencies) = (0_u64, Vec::with_capacity(1 << 14));
+                loop {
+                    let t0 = Instant::now();
+                    if t0 >= deadline {
+                        break;
+                    }
+                    op().await;
+                    latencies.push(t0.elapsed().as_nanos() as u64);
+                    for _ in 1..every {
+                        op().await;
+                    }
+                    ops += u64::from(every);
+                }
+                (ops, latencies)
+            })
+        })
+        .collect();
+    let (mut ops, mut latencies) = (0, Vec::new());
+    for handle in handles {
+        let (n, l) = handle.await.expect("benchmark task panicked");
+        ops += n;
+        latencies.extend(l);
+    }
+    let elapsed = start.elapsed();
+    latencies.sort_unstable();
+    Run {
+        ops_per_sec: ops as f64 / elapsed.as_secs_f64(),
+        p50_ns: percentile(&latencies, 50.0),
+        p99_ns: percentile(&latencies, 99.0),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Case {
+    RawHit,
+    OursHit,
+    TheirsHit,
+    RawMiss,
+    OursMiss,
+    TheirsMiss,
+    Moka,
+    MokaJson,
+    FallbackHit,
+    Plain,
+    Degraded,
+    NamedKey,
+    HashedKey,
+}
+
+impl Case {
+    const ALL: [Case; 13] = [
+        Case::RawHit,
+        Case::OursHit,
+        Case::TheirsHit,
+        Case::RawMiss,
+        Case::OursMiss,
+        Case::TheirsMiss,
+        Case::Moka,
+        Case::MokaJson,
+        Case::FallbackHit,
+        Case::Plain,
+        Case::Degraded,
+        Case::NamedKey,
+        Case::HashedKey,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Case::RawHit => "raw GET + serde_json decode (the limit)",
+            Case::OursHit => "`#[cached]` Redis hit",
+            Case::TheirsHit => "`cached` 4.1 `#[concurrent_cached]` Redis hit",
+            Case::RawMiss => "raw GET (nil) + encode + SET PX (the limit)",
+            Case::OursMiss => "`#[cached]` Redis miss (load + store)",
+            Case::TheirsMiss => "`cached` 4.1 Redis miss (load + store)",
+            Case::Moka => "moka `get` (the in-process limit)",
+            Case::MokaJson => "moka `get` of JSON bytes + decode",
+            Case::FallbackHit => "`#[cached]` in-process fallback hit",
+            Case::Plain => "plain function, no cache",
+            Case::Degraded => "`#[cached]`, Redis down, circuit open",
+            Case::NamedKey => "key `users:<id>`",
+            Case::HashedKey => "key `users:list:<blake3(skip, limit)>`",
+        }
+    }
+
+    /// What this case is compared with.
+    fn limit(self) -> Option<Case> {
+        match self {
+            Case::OursHit | Case::TheirsHit => Some(Case::RawHit),
+            Case::OursMiss | Case::TheirsMiss => Some(Case::RawMiss),
+            Case::MokaJson | Case::FallbackHit => Some(Case::Moka),
+            Case::Degraded => Some(Case::Plain),
+            Case::HashedKey => Some(Case::NamedKey),
+            _ => None,
+        }
+    }
+
+    /// Operations per timed sample.
+    fn every(self) -> u32 {
+        match self {
+            Case::RawHit
+            | Case::OursHit
+            | Case::TheirsHit
+            | Case::RawMiss
+            | Case::OursMiss
+            | Case::TheirsMiss => 1,
+            _ => 16,
+        }
+    }
+}
+
+/// What the cases share: the raw connection and the moka caches.
+#[derive(Clone)]
+struct Ctx {
+    raw: MultiplexedConnection,
+    moka: moka::sync::Cache<i32, User>,
+    moka_json: moka::sync::Cache<i32, Arc<[u8]>>,
+}
+
+async fn run(ctx: &Ctx, case: Case, tasks: usize, dur: Duration) -> Run {
+    let every = case.every();
+    match case {
+        Case::RawHit => {
+            let conn = ctx.raw.clone();
+            measure(tasks, dur, every, move || {
+                let mut conn = conn.clone();
+                async move {
+                    let bytes: Vec<u8> = redis::cmd("GET")
+                        .arg("raw:users:42")
+                        .query_async(&mut conn)
+                        .await
+                        .expect("GET");
+                    black_box(serde_json::from_slice::<User>(&bytes).expect("a user row"));
+                }
+            })
+            .await
+        }
+        Case::RawMiss => {
+            let conn = ctx.raw.clone();
+            measure(tasks, dur, every, move || {
+                let mut conn = conn.clone();
+                async move {
+                    let n = NEXT_MISS.fetch_add(1, Ordering::Relaxed);
+                    let key = format!("raw:misses:{n}");
+                    let got: Option<Vec<u8>> = redis::cmd("GET")
+                        .arg(&key)
+                        .query_async(&mut conn)
+                        .await
+                        .expect("GET");
+                    assert!(got.is_none());
+                    let bytes = serde_json::to_vec(&user(n as i32)).expect("encode");
+                    let () = redis::cmd("SET")
+                        .arg(&key)
+                        .arg(bytes)
+                        .arg("PX")
+                        .arg(10_000)
+                        .query_async(&mut conn)
+                        .await
+                        .expect("SET");
+                }
+            })
+            .await
+        }
+        Case::OursHit => {
+            measure(tasks, dur, every, || async {
+                black_box(ours_user(black_box(ID)).await.expect("a hit"));
+            })
+            .await
+        }
+        Case::OursMiss => {
+            measure(tasks, dur, every, || async {
+                let n = NEXT_MISS.fetch_add(1, Ordering::Relaxed);
+                black_box(ours_miss(n).await.expect("a load"));
+            })
+            .await
+        }
+        Case::TheirsHit => {
+            measure(tasks, dur, every, || async {
+                black_box(theirs_user(black_box(ID)).await.expect("a hit"));
+            })
+            .await
+        }
+        Case::TheirsMiss => {
+            measure(tasks, dur, every, || async {
+                let n = NEXT_MISS.fetch_add(1, Ordering::Relaxed);
+                black_box(theirs_miss(n).await.expect("a load"));
+            })
+            .await
+        }
+        Case::Moka => {
+            let moka = ctx.moka.clone();
+            measure(tasks, dur, every, move || {
+                black_box(moka.get(&black_box(ID)).expect("a hit"));
+                async {}
+            })
+            .await
+        }
+        Case::MokaJson => {
+            let moka = ctx.moka_json.clone();
+            measure(tasks, dur, every, move || {
+                let bytes = moka.get(&black_box(ID)).expect("a hit");
+                black_box(serde_json::from_slice::<User>(&bytes).expect("a user row"));
+                async {}
+            })
+            .await
+        }
+        Case::FallbackHit => {
+            measure(tasks, dur, every, || async {
+                black_box(fallback_user(black_box(ID)).await.expect("a hit"));
+            })
+            .await
+        }
+        Case::Plain => {
+            measure(tasks, dur, every, || async {
+                black_box(plain_user(black_box(ID)).await.expect("a row"));
+            })
+            .await
+        }
+        Case::Degraded => {
+            measure(tasks, dur, every, || async {
+                black_box(degraded_user(black_box(ID)).await.expect("a row"));
+            })
+            .await
+        }
+        Case::NamedKey => {
+            measure(tasks, dur, every, || {
+                black_box(named_key(black_box(ID)));
+                async {}
+            })
+            .await
+        }
+        Case::HashedKey => {
+            measure(tasks, dur, every, || {
+                black_box(hashed_key(black_box(0), black_box(100)));
+                async {}
+            })
+            .await
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Miss storm and invalidation.
+
+/// 1,000 concurrent calls on one cold key: (loader runs, wall time).
+async fn storm<F, Fut>(loads: &'static AtomicU64, call: F) -> (u64, Duration)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<User, BenchError>> + Send + 'static,
+{
+    let before = loads.load(Ordering::SeqCst);
+    let start = Instant::now();
+    let calls: Vec<_> = (0..1000).map(|_| tokio::spawn(call())).collect();
+    for c in calls {
+        c.await.expect("task").expect("a user row");
+    }
+    (loads.load(Ordering::SeqCst) - before, start.elapsed())
+}
+
+/// Commands an invalidation may use, read from `INFO commandstats`.
+const INVALIDATION_COMMANDS: [&str; 7] =
+    ["incr", "pexpire", "scan", "keys", "del", "unlink", "get"];
+
+fn commands_used(server: &RedisServer) -> String {
+    let used: Vec<String> = INVALIDATION_COMMANDS
+        .iter()
+        .map(|c| (c, server.command_calls(c)))
+        .filter(|(_, n)| *n > 0)
+        .map(|(c, n)| format!("{n} {}", c.to_uppercase()))
+        .collect();
+    used.join(", ")
+}
+
+/// Writes `n` fresh entries `users:0..n` through the cache (in batches, as `set_many`).
+async fn populate(n: usize) {
+    let row = user(ID);
+    for start in (0..n).step_by(1000) {
+        let keys: Vec<String> = (start..n.min(start + 1000))
+            .map(|i| format!("users:{i}"))
+            .collect();
+        let entries: Vec<(&str, &User)> = keys.iter().map(|k| (k.as_str(), &row)).collect();
+        ours()
+            .set_many(&entries, Some(Duration::from_secs(600)))
+            .await;
+    }
+}
+
+/// What a user without markers writes: SCAN the pattern, DEL what it returns.
+async fn scan_and_delete(conn: &mut MultiplexedConnection, pattern: &str) -> u64 {
+    let (mut cursor, mut deleted) = (0_u64, 0);
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(conn)
+            .await
+            .expect("SCAN");
+        if !keys.is_empty() {
+            let n: u64 = redis::cmd("DEL")
+                .arg(&keys)
+                .query_async(conn)
+                .await
+                .expect("DEL");
+            deleted += n;
+        }
+        if next == 0 {
+            return deleted;
+        }
+        cursor = next;
+    }
+}
+
+#[derive(Debug, Default)]
+struct Invalidation {
+    ours: Vec<f64>,
+    ours_commands: String,
+    naive: Vec<f64>,
+    naive_commands: String,
+    deleted: u64,
+}
+
+async fn invalidation(
+    server: &RedisServer,
+    raw: &MultiplexedConnection,
+    n: usize,
+    rounds: usize,
+) -> Invalidation {
+    let mut out = Invalidation::default();
+    for _ in 0..rounds {
+        let _: () = server.query(&["FLUSHALL"]);
+        populate(n).await;
+        assert!(ours().get::<User>("users:1").await.is_some(), "populated");
+        server.reset_stats();
+        let start = Instant::now();
+        invalidate_users().await;
+        out.ours.push(start.elapsed().as_nanos() as f64);
+        out.ours_commands = commands_used(server);
+        assert!(
+            ours().get::<User>("users:1").await.is_none(),
+            "the invalidation took effect"
+        );
+
+        populate(n).await;
+        server.reset_stats();
+        let start = Instant::now();
+        out.deleted = scan_and_delete(&mut raw.clone(), "users:*").await;
+        out.naive.push(start.elapsed().as_nanos() as f64);
+        out.naive_commands = commands_used(server);
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Setting up, running, reporting.
+
+struct Settings {
+    rounds: usize,
+    dur: Duration,
+    sizes: [usize; 2],
+}
+
+fn settings() -> Settings {
+    if std::env::var_os("BENCH_QUICK").is_some_and(|v| v != "0") {
+        Settings {
+            rounds: 2,
+            dur: Duration::from_millis(100),
+            sizes: [1_000, 10_000],
+        }
+    } else {
+        Settings {
+            rounds: 5,
+            dur: Duration::from_millis(500),
+            sizes: [10_000, 100_000],
+        }
+    }
+}
+
+fn main() {
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(bench(workers));
+}
+
+async fn bench(workers: usize) {
+    let settings = settings();
+    let started = Instant::now();
+    let server = RedisServer::start();
+    REDIS_URL.set(server.url()).expect("once");
+    let cache = Cache::builder()
+        .redis_url(server.url())
+        .fallback(Fallback::None)
+        .build()
+        .await
+        .expect("cache");
+    assert_eq!(
+        cache.mode(),
+        Mode::Redis,
+        "the benchmark's redis-server answers"
+    );
+    OURS.set(cache).expect("once");
+    MEMORY
+        .set(Cache::builder().build().await.expect("cache"))
+        .expect("once");
+
+    // Redis down: build on a second server, then kill it and wait for the circuit to open.
+    let mut doomed = RedisServer::start();
+    DEGRADED
+        .set(
+            Cache::builder()
+                .redis_url(doomed.url())
+                .fallback(Fallback::None)
+                .build()
+                .await
+                .expect("cache"),
+        )
+        .expect("once");
+    degraded_user(ID).await.expect("a row");
+    doomed.kill();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while degraded().mode() == Mode::Redis {
+        assert!(
+            Instant::now() < deadline,
+            "the circuit opens once Redis is killed"
+        );
+        let _ = degraded_user(ID).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // Prime every hit.
+    let row = user(ID);
+    let json = serde_json::to_vec(&row).expect("encode");
+    let ctx = Ctx {
+        raw: server
+            .client()
+            .get_multiplexed_async_connection()
+            .await
+            .expect("raw connection"),
+        moka: moka::sync::Cache::new(10_000),
+        moka_json: moka::sync::Cache::new(10_000),
+    };
+    let () = redis::cmd("SET")
+        .arg("raw:users:42")
+        .arg(&json)
+        .query_async(&mut ctx.raw.clone())
+        .await
+        .expect("SET");
+    ctx.moka.insert(ID, row.clone());
+    ctx.moka_json.insert(ID, json.clone().into());
+    ours_user(ID).await.expect("prime");
+    theirs_user(ID).await.expect("prime");
+    fallback_user(ID).await.expect("prime");
+    let primed_loads = HIT_LOADS.load(Ordering::SeqCst);
+
+    // `BENCH_PROFILE=OursHit` (a case's name, optionally `:tasks`): run that case alone for
+    // 20 s, for attaching a profiler.
+    if let Ok(spec) = std::env::var("BENCH_PROFILE") {
+        let (name, tasks) = spec.split_once(':').unwrap_or((&spec, "64"));
+        let case = Case::ALL
+            .into_iter()
+            .find(|c| format!("{c:?}") == name)
+            .unwrap_or_else(|| panic!("BENCH_PROFILE: no case {name}; one of {:?}", Case::ALL));
+        let tasks = tasks.parse().expect("BENCH_PROFILE=<case>:<tasks>");
+        let r = run(&ctx, case, tasks, Duration::from_secs(20)).await;
+        println!("{name} at {tasks} tasks: {} ops/s", rate(r.ops_per_sec));
+        return;
+    }
+    println!(
+        "cache benchmark: {} rounds of {:?} per case and concurrency, {workers} runtime workers; \
+         the user row is {} bytes of JSON",
+        settings.rounds,
+        settings.dur,
+        json.len()
+    );
+    for case in Case::ALL {
+        run(&ctx, case, 64, settings.dur / 4).await;
+    }
+
+    // Throughput: every case, both concurrencies, interleaved round by round. Other processes'
+    // CPU use meanwhile is reported, since it disturbs the figures.
+    let ours = |server: &RedisServer| {
+        support::proc_ticks(std::process::id()) + server.pid().map_or(0, support::proc_ticks)
+    };
+    let ((busy, stolen), mine, at) = (support::machine_ticks(), ours(&server), Instant::now());
+    let mut runs: HashMap<(Case, usize), Vec<Run>> = HashMap::new();
+    for round in 1..=settings.rounds {
+        for tasks in TASKS {
+            for case in Case::ALL {
+                let r = run(&ctx, case, tasks, settings.dur).await;
+                runs.entry((case, tasks)).or_default().push(r);
+            }
+        }
+        println!(
+            "round {round}/{} done ({:.0?})",
+            settings.rounds,
+            started.elapsed()
+        );
+    }
+    let (busy_now, stolen_now) = support::machine_ticks();
+    let cores = |ticks: u64| ticks as f64 / 100.0 / at.elapsed().as_secs_f64();
+    let disturbance = (
+        cores((busy_now - busy).saturating_sub(ours(&server) - mine)),
+        cores(stolen_now - stolen),
+    );
+    let hit_loads = HIT_LOADS.load(Ordering::SeqCst) - primed_loads;
+    assert_eq!(hit_loads, 0, "the hit cases never ran their loader");
+
+    // Miss storms.
+    let (mut ours_storms, mut theirs_storms) = (Vec::new(), Vec::new());
+    for round in 0..settings.rounds as u64 {
+        ours_storms.push(storm(&OURS_STORM_LOADS, || ours_storm(round)).await);
+        theirs_storms.push(storm(&THEIRS_STORM_LOADS, || theirs_storm(round)).await);
+    }
+
+    // Invalidation (after the rest: it flushes the server).
+    let mut invalidations = Vec::new();
+    for n in settings.sizes {
+        invalidations.push((n, invalidation(&server, &ctx.raw, n, settings.rounds).await));
+    }
+
+    let report = Report {
+        runs,
+        workers,
+        disturbance,
+        ours_storms,
+        theirs_storms,
+        invalidations,
+    };
+    let markdown = report.markdown(&settings, json.len());
+    println!("\n{markdown}");
+    let dir = support::results_dir();
+    std::fs::write(dir.join("cache.md"), &markdown).expect("write cache.md");
+    report.chart().write_svg(&dir.join("cache.svg"));
+    println!(
+        "wrote {} and cache.svg in {:.0?}",
+        dir.join("cache.md").display(),
+        started.elapsed()
+    );
+}
+
+struct Report {
+    runs: HashMap<(Case, usize), Vec<Run>>,
+    workers: usize,
+    /// Cores other processes used, and cores the hypervisor stole, during the throughput
+    /// rounds (both 0 on a quiet machine).
+    disturbance: (f64, f64),
+    ours_storms: Vec<(u64, Duration)>,
+    theirs_storms: Vec<(u64, Duration)>,
+    invalidations: Vec<(usize, Invalidation)>,
+}
+
+impl Report {
+    fn ops(&self, case: Case, tasks: usize) -> Spread {
+        Spread::of(self.runs[&(case, tasks)].iter().map(|r| r.ops_per_sec))
+    }
+
+    /// `case` / `base` throughput, round by round.
+    fn ratio(&self, case: Case, base: Case, tasks: usize) -> Spread {
+        let (a, b) = (&self.runs[&(case, tasks)], &self.runs[&(base, tasks)]);
+        Spread::of(a.iter().zip(b).map(|(a, b)| a.ops_per_sec / b.ops_per_sec))
+    }
+
+    /// Time per call, in nanoseconds of one worker: wall time per call at 1 task; with 64
+    /// tasks every worker is busy, so wall time per call times the workers.
+    fn per_call(&self, case: Case, tasks: usize) -> Spread {
+        let cpus = if tasks == 1 { 1.0 } else { self.workers as f64 };
+        Spread::of(
+            self.runs[&(case, tasks)]
+                .iter()
+                .map(|r| cpus * 1e9 / r.ops_per_sec),
+        )
+    }
+
+    /// `case`'s time per call minus `base`'s, round by round.
+    fn overhead(&self, case: Case, base: Case, tasks: usize) -> Spread {
+        let cpus = if tasks == 1 { 1.0 } else { self.workers as f64 };
+        let (a, b) = (&self.runs[&(case, tasks)], &self.runs[&(base, tasks)]);
+        Spread::of(
+            a.iter()
+                .zip(b)
+                .map(|(a, b)| cpus * (1e9 / a.ops_per_sec - 1e9 / b.ops_per_sec)),
+        )
+    }
+
+    fn markdown(&self, settings: &Settings, row_bytes: usize) -> String {
+        let mut md = String::new();
+        let _ = writeln!(
+            md,
+            "## In-process benchmark\n\n\
+             `cargo bench -p integration-tests --features bench --bench cache` on {}; \
+             {} tokio workers; one `redis-server` on loopback for everything; a {row_bytes}-byte \
+             JSON user row. {} rounds of {:?} per case and concurrency, cases interleaved; \
+             figures are the median over rounds with (min–max); ratios are computed within \
+             each round. Latencies are per call, as seen by the calling task. During the \
+             throughput rounds other processes used {:.2} cores on average and the hypervisor \
+             took {:.2} (steal).\n",
+            support::machine(),
+            self.workers,
+            settings.rounds,
+            settings.dur,
+            self.disturbance.0,
+            self.disturbance.1,
+        );
+        let mut table = Table::new(&["case", "tasks", "ops/s", "p50", "p99", "vs limit"]);
+        for case in Case::ALL {
+            for tasks in TASKS {
+                let runs = &self.runs[&(case, tasks)];
+                let p50 = Spread::of(runs.iter().map(|r| r.p50_ns as f64));
+                let p99 = Spread::of(runs.iter().map(|r| r.p99_ns as f64));
+                let vs = case.limit().map_or_else(
+                    || "1 (limit)".to_owned(),
+                    |base| self.ratio(case, base, tasks).show(ratio),
+                );
+                table.row(vec![
+                    case.name().to_owned(),
+                    tasks.to_string(),
+                    self.ops(case, tasks).show(rate),
+                    nanos(p50.median),
+                    nanos(p99.median),
+                    vs,
+                ]);
+            }
+        }
+        let _ = writeln!(md, "{}", table.render());
+        let _ = writeln!(
+            md,
+            "\"vs limit\": hits vs raw GET + decode, misses vs raw GET + SET, in-process cases vs \
+             moka `get`, the degraded call vs the plain function, the hashed key vs the named \
+             key. The hit cases never ran their loader (checked).\n"
+        );
+
+        let mut table = Table::new(&[
+            "tasks",
+            "plain function",
+            "`#[cached]`, Redis down",
+            "overhead per call",
+        ]);
+        for tasks in TASKS {
+            table.row(vec![
+                tasks.to_string(),
+                self.per_call(Case::Plain, tasks).show(nanos),
+                self.per_call(Case::Degraded, tasks).show(nanos),
+                self.overhead(Case::Degraded, Case::Plain, tasks)
+                    .show(nanos),
+            ]);
+        }
+        let _ = writeln!(
+            md,
+            "### Degraded mode (Redis killed, circuit open, `CACHE_FALLBACK=none`)\n\n{}\n\
+             Time per call of one worker (at 64 tasks: wall time per call x {} workers; the 64 \
+             tasks call one key, so their misses also share single flights).\n",
+            table.render(),
+            self.workers
+        );
+
+        let mut table = Table::new(&["key", "time per key (1 task)"]);
+        for case in [Case::NamedKey, Case::HashedKey] {
+            table.row(vec![
+                case.name().to_owned(),
+                self.per_call(case, 1).show(nanos),
+            ]);
+        }
+        let _ = writeln!(
+            md,
+            "### Key building (`cache_runtime::KeyBuilder`)\n\n{}",
+            table.render()
+        );
+
+        let mut table = Table::new(&["", "loader runs per 1,000 calls", "wall time"]);
+        for (name, storms) in [
+            ("`#[cached]`", &self.ours_storms),
+            (
+                "`cached` 4.1 `#[concurrent_cached]` (Redis)",
+                &self.theirs_storms,
+            ),
+        ] {
+            table.row(vec![
+                name.to_owned(),
+                Spread::of(storms.iter().map(|(n, _)| *n as f64)).show(|v| format!("{v:.0}")),
+                Spread::of(storms.iter().map(|(_, d)| d.as_nanos() as f64)).show(nanos),
+            ]);
+        }
+        let _ = writeln!(
+            md,
+            "### Miss storm: 1,000 concurrent calls on one cold key, loader sleeps 20 ms\n\n{}",
+            table.render()
+        );
+
+        let mut table = Table::new(&[
+            "live entries",
+            "method",
+            "time",
+            "Redis commands",
+            "keys deleted",
+        ]);
+        for (n, inv) in &self.invalidations {
+            table.row(vec![
+                format!("{n}"),
+                "`#[invalidates(\"users:*\")]` (marker)".to_owned(),
+                Spread::of(inv.ours.iter().copied()).show(nanos),
+                inv.ours_commands.clone(),
+                "0 (entries go stale)".to_owned(),
+            ]);
+            table.row(vec![
+                format!("{n}"),
+                "SCAN MATCH users:* COUNT 1000 + DEL".to_owned(),
+                Spread::of(inv.naive.iter().copied()).show(nanos),
+                inv.naive_commands.clone(),
+                inv.deleted.to_string(),
+            ]);
+        }
+        let _ = writeln!(
+            md,
+            "### Invalidating `users:*`\n\n{}\nThe keyspace holds only these entries (and \
+             markers); SCAN walks the whole keyspace, so other keys make it slower still.\n",
+            table.render()
+        );
+
+        let _ = writeln!(md, "### Against the goals\n\n{}", self.goals().render());
+        md
+    }
+
+    fn goals(&self) -> Table {
+        let mut t = Table::new(&["goal", "measured", "met"]);
+        let hit = self.ratio(Case::OursHit, Case::RawHit, 64);
+        t.row(vec![
+            "Redis hit >= 0.95x raw GET + decode at 64 tasks".to_owned(),
+            format!(
+                "{} (1 task: {})",
+                hit.show(ratio),
+                self.ratio(Case::OursHit, Case::RawHit, 1).show(ratio)
+            ),
+            yes(hit.median >= 0.95),
+        ]);
+        let slower = |tasks| {
+            Spread::of(
+                self.runs[&(Case::Moka, tasks)]
+                    .iter()
+                    .zip(&self.runs[&(Case::FallbackHit, tasks)])
+                    .map(|(m, f)| m.ops_per_sec / f.ops_per_sec),
+            )
+        };
+        t.row(vec![
+            "fallback hit within 2x of moka `get`".to_owned(),
+            format!(
+                "moka is {} faster at 1 task, {} at 64",
+                slower(1).show(ratio),
+                slower(64).show(ratio)
+            ),
+            yes(slower(1).median <= 2.0 && slower(64).median <= 2.0),
+        ]);
+        let runs = Spread::of(self.ours_storms.iter().map(|(n, _)| *n as f64));
+        t.row(vec![
+            "miss storm: 1 loader run".to_owned(),
+            format!(
+                "{:.0} (`cached`: {:.0})",
+                runs.max,
+                Spread::of(self.theirs_storms.iter().map(|(n, _)| *n as f64)).median
+            ),
+            yes(runs.max <= 1.0),
+        ]);
+        let overhead = self.overhead(Case::Degraded, Case::Plain, 1);
+        t.row(vec![
+            "degraded overhead < 1 µs per call".to_owned(),
+            overhead.show(nanos),
+            yes(overhead.median < 1000.0),
+        ]);
+        let times: Vec<String> = self
+            .invalidations
+            .iter()
+            .map(|(n, inv)| {
+                format!(
+                    "{n}: {}",
+                    nanos(Spread::of(inv.ours.iter().copied()).median)
+                )
+            })
+            .collect();
+        let same = self
+            .invalidations
+            .windows(2)
+            .all(|w| w[0].1.ours_commands == w[1].1.ours_commands);
+        t.row(vec![
+            "`users:*` invalidation in constant time".to_owned(),
+            format!(
+                "{} with the same commands ({})",
+                times.join(", "),
+                self.invalidations
+                    .first()
+                    .map_or("", |(_, inv)| inv.ours_commands.as_str())
+            ),
+            yes(same),
+        ]);
+        t
+    }
+
+    fn chart(&self) -> Chart {
+        let bars = |case: Case, base: Case| -> Vec<Bar> {
+            TASKS
+                .iter()
+                .enumerate()
+                .map(|(series, &tasks)| {
+                    let value = self.ratio(case, base, tasks);
+                    Bar {
+                        series,
+                        value,
+                        label: format!(
+                            "{} · {}/s",
+                            ratio(value.median),
+                            rate(self.ops(case, tasks).median)
+                        ),
+                    }
+                })
+                .collect()
+        };
+        let row = |label: &str, case, base| Row {
+            label: label.to_owned(),
+            bars: bars(case, base),
+        };
+        let tasks = |t: &usize| format!("{t} task{}", if *t == 1 { "" } else { "s" });
+        Chart {
+            title: "cache-runtime: throughput relative to the limit (median, whiskers min–max)"
+                .to_owned(),
+            series: TASKS.iter().map(tasks).collect(),
+            panels: vec![
+                Panel {
+                    title: "Redis: relative to raw GET (+ SET for a miss) + serde_json".to_owned(),
+                    axis: "ops/s relative to the raw limit at the same concurrency".to_owned(),
+                    reference: Some(1.0),
+                    rows: vec![
+                        row("hit: #[cached]", Case::OursHit, Case::RawHit),
+                        row("hit: cached 4.1", Case::TheirsHit, Case::RawHit),
+                        row("miss: #[cached]", Case::OursMiss, Case::RawMiss),
+                        row("miss: cached 4.1", Case::TheirsMiss, Case::RawMiss),
+                    ],
+                },
+                Panel {
+                    title: "In process: relative to moka get (a clone of the struct)".to_owned(),
+                    axis: "ops/s relative to moka get at the same concurrency".to_owned(),
+                    reference: Some(1.0),
+                    rows: vec![
+                        row("moka get + JSON decode", Case::MokaJson, Case::Moka),
+                        row("#[cached] fallback hit", Case::FallbackHit, Case::Moka),
+                    ],
+                },
+            ],
+        }
+    }
+}
+
+fn yes(met: bool) -> String {
+    if met { "yes" } else { "**no**" }.to_owned()
+}
