@@ -503,11 +503,6 @@ impl Cache {
             }
         };
         let store = tier != Tier::None && (!negative || policy.cache_none);
-        // Without a store, encoding only serves followers: skip it when there are none.
-        if !store && !leader.has_followers() {
-            leader.publish(None);
-            return result;
-        }
         let Some(bytes) = self.encode(&key, value, &fetched.gens, started) else {
             leader.publish(None);
             return result;

@@ -71,11 +71,6 @@ impl Leader<'_> {
     pub(crate) fn publish(&self, outcome: Outcome) {
         self.tx.send_replace(Some(outcome));
     }
-
-    /// Whether anyone joined this flight (the table itself holds one receiver).
-    pub(crate) fn has_followers(&self) -> bool {
-        self.tx.receiver_count() > 1
-    }
 }
 
 impl Drop for Leader<'_> {

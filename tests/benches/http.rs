@@ -690,7 +690,8 @@ impl Report<'_> {
              Each write invalidates what the example's `#[invalidates]` names (the user's key \
              and the list and filter prefixes), so list and filter entries rarely survive long \
              enough to be hit in the first mix. \"cores\": CPU time per second of the run \
-             (median run), from `/proc`; \"other\" is everything else on the machine.\n\n\
+             (median run), from `/proc`; \"other\" is everything else on the machine plus \
+             time the hypervisor stole.\n\n\
              ### Against the goals\n\n",
         );
         let mut goals = Table::new(&["goal", "measured", "met"]);

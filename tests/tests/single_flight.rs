@@ -18,7 +18,8 @@ async fn storm(cache: &Cache) -> usize {
                 cache
                     .get_or_load("users:cold", None, async {
                         runs.fetch_add(1, Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        // Long enough for all 1,000 calls to join on a loaded machine.
+                        tokio::time::sleep(Duration::from_millis(100)).await;
                         Ok::<_, ()>(support::user(1, "cold"))
                     })
                     .await
