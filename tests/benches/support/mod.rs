@@ -281,14 +281,16 @@ impl Chart {
             text(&panel.title, (LEFT.min(20), y + 10), 16);
             y += PANEL_HEAD;
             let top = y;
-            let max = panel
-                .rows
-                .iter()
-                .flat_map(|r| r.bars.iter().map(|b| b.value.max.max(b.value.median)))
-                .chain(panel.reference)
-                .fold(0.0_f64, f64::max)
-                .max(f64::MIN_POSITIVE);
-            let scale = |v: f64| LEFT + (v / max * f64::from(plot_width)).round() as i32;
+            // Scaled to the medians, so that one wild round does not squash the chart; a
+            // whisker that runs off the scale ends without a cap.
+            let max = 1.25
+                * panel
+                    .rows
+                    .iter()
+                    .flat_map(|r| r.bars.iter().map(|b| b.value.median))
+                    .chain(panel.reference)
+                    .fold(f64::MIN_POSITIVE, f64::max);
+            let scale = |v: f64| LEFT + (v.min(max) / max * f64::from(plot_width)).round() as i32;
             for row in &panel.rows {
                 let h = row_height(row) - GAP;
                 text(&row.label, (10, y + h / 2 - 7), 13);
@@ -306,7 +308,10 @@ impl Chart {
                         whisker,
                     ))
                     .expect("svg");
-                    for end in [bar.value.min, bar.value.max] {
+                    for end in [bar.value.min, bar.value.max]
+                        .into_iter()
+                        .filter(|&e| e <= max)
+                    {
                         root.draw(&PathElement::new(
                             vec![(scale(end), mid - 4), (scale(end), mid + 4)],
                             whisker,
