@@ -36,14 +36,19 @@ pub enum KeyError {
 #[derive(Debug, Default)]
 pub struct KeyBuilder {
     key: String,
-    hasher: Option<blake3::Hasher>,
+    /// What the `:<hash>` suffix hashes, framed (see [`KeyBuilder::hash`]); hashed once at the
+    /// end, which for small inputs is much cheaper than feeding a hasher value by value.
+    hashed: Option<Vec<u8>>,
     error: Option<KeyError>,
 }
 
 impl KeyBuilder {
     /// Starts an empty key.
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            key: String::with_capacity(64),
+            ..Self::default()
+        }
     }
 
     /// Appends literal template text, as is.
@@ -74,13 +79,11 @@ impl KeyBuilder {
 
     /// Feeds an argument into the `:<hash>` suffix (blake3 over its serde_json form).
     pub fn hash<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) -> &mut Self {
-        let hasher = self.hasher.get_or_insert_with(blake3::Hasher::new);
+        let hashed = self.hashed.get_or_insert_with(|| Vec::with_capacity(64));
         // Length-free framing: each value is JSON (self-delimiting) followed by a separator byte
         // that JSON text never contains unescaped.
-        match serde_json::to_writer(&mut *hasher, value) {
-            Ok(()) => {
-                hasher.update(b"\n");
-            }
+        match serde_json::to_writer(&mut *hashed, value) {
+            Ok(()) => hashed.push(b'\n'),
             Err(e) => self.fail(KeyError::Serialize(name, e.to_string())),
         }
         self
@@ -88,9 +91,9 @@ impl KeyBuilder {
 
     /// Feeds a type into the hash suffix (generic functions cache per instantiation).
     pub fn type_param<T: ?Sized>(&mut self) -> &mut Self {
-        let hasher = self.hasher.get_or_insert_with(blake3::Hasher::new);
-        hasher.update(std::any::type_name::<T>().as_bytes());
-        hasher.update(b"\n");
+        let hashed = self.hashed.get_or_insert_with(|| Vec::with_capacity(64));
+        hashed.extend_from_slice(std::any::type_name::<T>().as_bytes());
+        hashed.push(b'\n');
         self
     }
 
@@ -102,9 +105,9 @@ impl KeyBuilder {
         if let Some(e) = self.error {
             return Err(e);
         }
-        if let Some(hasher) = self.hasher {
+        if let Some(hashed) = self.hashed {
             self.key.push(':');
-            push_hash(&mut self.key, &hasher.finalize());
+            push_hash(&mut self.key, &blake3::hash(&hashed));
         }
         check_key(&self.key)?;
         Ok(self.key)
@@ -127,9 +130,11 @@ pub(crate) fn check_key(key: &str) -> Result<(), KeyError> {
 }
 
 fn push_hash(out: &mut String, hash: &blake3::Hash) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     // 128 bits of blake3: collisions are out of reach, keys stay short.
-    for b in hash.as_bytes().iter().take(16) {
-        let _ = write!(out, "{b:02x}");
+    for b in &hash.as_bytes()[..16] {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 15)]));
     }
 }
 

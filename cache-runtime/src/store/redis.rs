@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, RedisError};
 
-use super::{Fetched, StoreError};
+use super::{Fetched, Raw, StoreError};
 use crate::codec::ENTRY_MAGIC;
 use crate::key::MARKER_NS;
 
@@ -161,7 +161,14 @@ impl RedisStore {
         prefix: &str,
         keys: &[&str],
     ) -> Result<Vec<Fetched>, StoreError> {
-        let mut cmd = redis::cmd("MGET");
+        // Sized up front: the arguments would otherwise regrow the buffer a few times per call.
+        let args = 1 + keys.iter().map(|k| 1 + marker_count(k)).sum::<usize>();
+        let bytes = keys
+            .iter()
+            .map(|k| (1 + marker_count(k)) * (prefix.len() + MARKER_NS.len() + k.len() + 2))
+            .sum::<usize>();
+        let mut cmd = redis::Cmd::with_capacity(args, bytes + 4);
+        cmd.arg("MGET");
         for key in keys {
             cmd.arg(KeyAndMarkers { prefix, key });
         }
@@ -173,7 +180,8 @@ impl RedisStore {
         Ok(keys
             .iter()
             .map(|key| Fetched {
-                value: values.next().flatten(),
+                value: values.next().flatten().map(Raw::Owned),
+                typed: None,
                 gens: values
                     .by_ref()
                     .take(marker_count(key))
@@ -183,15 +191,15 @@ impl RedisStore {
             .collect())
     }
 
-    pub(crate) async fn put_many(
+    pub(crate) async fn put_many<'a>(
         &self,
-        entries: &[(&str, std::sync::Arc<[u8]>)],
+        entries: impl IntoIterator<Item = (&'a str, &'a [u8])>,
         ttl: Duration,
     ) -> Result<(), StoreError> {
         let mut pipe = redis::pipe();
         for (key, bytes) in entries {
             pipe.cmd("SET")
-                .arg(*key)
+                .arg(key)
                 .arg(bytes)
                 .arg("PX")
                 .arg(millis(ttl))
@@ -287,9 +295,10 @@ impl RedisStore {
 
 impl Shared {
     async fn connect(&self) -> Result<MultiplexedConnection, StoreError> {
+        // `run` bounds every operation; a second timer inside redis-rs would only cost time.
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
-            .set_response_timeout(Some(self.op_timeout));
+            .set_response_timeout(None);
         let conn = tokio::time::timeout(
             self.connect_timeout,
             self.client
