@@ -13,8 +13,10 @@ use crate::valid::{Cached, Invalidates, Shape, Ttl};
 /// ```text
 /// async fn get_user(db: &DatabaseConnection, id: i32) -> Result<Option<User>, DbErr> {
 ///     let __cache_key = { /* KeyBuilder: "users:", id */ };
-///     __private::cached::<ResultOptionShape, Result<Option<User>, DbErr>, _>(
-///         None, __cache_key, Policy { ttl: Some(secs(300)), .. }, async move { body },
+///     __private::cached::<ResultOptionShape, Result<Option<User>, DbErr>, _, _>(
+///         None, __cache_key, Policy { ttl: Some(secs(300)), .. },
+///         (&Probe::<ResultOptionShape, Result<Option<User>, DbErr>>::NEW).keeping(),
+///         async move { body },
 ///     ).await
 /// }
 /// ```
@@ -60,8 +62,15 @@ pub(crate) fn cached(cached: Cached) -> TokenStream {
         ret_span,
     );
     let private_at_ret = respan(&private, ret_span);
+    // Autoref specialization: values that are `Clone` are kept as themselves in the in-process
+    // store (one of the two imports is always unused).
+    let keep = quote! {{
+        #[allow(unused_imports)]
+        use #private::{ProbeBytes as _, ProbeClone as _};
+        (&#private::Probe::<#private::#shape, #ret>::NEW).keeping()
+    }};
     let call = quote_spanned! {ret_span=>
-        #private_at_ret::cached::<#private_at_ret::#shape, #ret, _>(
+        #private_at_ret::cached::<#private_at_ret::#shape, #ret, _, _>(
             #cache,
             #key_var,
             #private::Policy {
@@ -69,6 +78,7 @@ pub(crate) fn cached(cached: Cached) -> TokenStream {
                 cache_none: #cache_none,
                 none_ttl: #none_ttl,
             },
+            #keep,
             async move #block,
         )
         .await

@@ -17,12 +17,12 @@ use crate::codec::{self, now_ms};
 use crate::config::{Config, ConfigError, Fallback};
 use crate::flight::{self, Flights, Join};
 use crate::key::{self, KeyError, Pattern};
-use crate::shape::{Outcome, Policy, Shape};
+use crate::shape::{ByBytes, Keep, Outcome, Policy, Shape};
 use crate::stats::{Event, Mode, Stats, StatsSnapshot};
 use crate::store::memory::MemoryStore;
 #[cfg(feature = "redis")]
 use crate::store::redis::RedisStore;
-use crate::store::{Fetched, StoreError};
+use crate::store::{Fetched, StoreError, Typed};
 
 /// A cache: Redis when enabled and reachable, else the in-process fallback, else nothing.
 /// Cheap to clone (one `Arc`); share one per process, usually through [`crate::install`].
@@ -58,6 +58,37 @@ enum Tier {
     Redis,
     Memory,
     None,
+}
+
+/// An entry to write: its full key, its encoding, and the value itself where it is kept.
+type ToStore<'a> = (&'a str, Arc<[u8]>, Option<Typed>);
+
+/// Why a fetched entry is not served.
+enum Miss {
+    Absent,
+    Undecodable,
+    /// Written before an invalidation of one of its markers.
+    Stale,
+}
+
+/// Takes the kept value or decodes the entry, and checks its markers.
+fn lookup<V: DeserializeOwned>(fetched: &Fetched, keep: &impl Keep<V>) -> Result<V, Miss> {
+    if let Some(typed) = &fetched.typed {
+        // The same generations as the envelope's: no need to decode it to find it stale.
+        if *typed.gens != *fetched.gens {
+            return Err(Miss::Stale);
+        }
+        if let Some(v) = keep.take(&*typed.value) {
+            return Ok(v);
+        }
+    }
+    let bytes = fetched.value.as_ref().ok_or(Miss::Absent)?;
+    let envelope = codec::decode::<V>(bytes).ok_or(Miss::Undecodable)?;
+    if envelope.g == fetched.gens {
+        Ok(envelope.d)
+    } else {
+        Err(Miss::Stale)
+    }
 }
 
 /// Builds a [`Cache`] from code; starts from [`Config::default`] (Redis disabled, memory fallback).
@@ -223,7 +254,7 @@ impl Cache {
             return None;
         }
         let (fetched, _) = self.fetch(key).await;
-        self.check::<T>(key, &fetched)
+        self.check::<T>(key, &fetched, &ByBytes)
     }
 
     /// Reads several values in one round trip.
@@ -237,7 +268,7 @@ impl Cache {
         let mut found = usable.iter().zip(fetched);
         keys.iter()
             .map(|k| match found.next() {
-                Some((u, f)) if u == k => self.check::<T>(k, &f),
+                Some((u, f)) if u == k => self.check::<T>(k, &f, &ByBytes),
                 _ => None,
             })
             .collect()
@@ -263,7 +294,7 @@ impl Cache {
         let mut encoded = Vec::with_capacity(entries.len());
         for (((key, value), full), f) in entries.iter().zip(&full).zip(&fetched) {
             if let Some(bytes) = self.encode(key, *value, &f.gens, started) {
-                encoded.push((full.as_ref(), Arc::from(bytes)));
+                encoded.push((full.as_ref(), Arc::from(bytes), None));
             }
         }
         self.put(tier, &encoded, self.ttl(ttl)).await;
@@ -302,8 +333,13 @@ impl Cache {
             ttl,
             ..Policy::default()
         };
-        self.load_through::<crate::shape::ResultShape, _, _>(Ok(key.to_owned()), policy, load)
-            .await
+        self.load_through::<crate::shape::ResultShape, _, _>(
+            Ok(key.to_owned()),
+            policy,
+            &ByBytes,
+            load,
+        )
+        .await
     }
 
     /// Invalidates a key (`users:42`), a prefix (`users:*`, `users:42:*`) or everything (`*`).
@@ -447,6 +483,7 @@ impl Cache {
         &self,
         key: Result<String, KeyError>,
         policy: Policy,
+        keep: &impl Keep<S::Value>,
         load: F,
     ) -> R
     where
@@ -461,9 +498,9 @@ impl Cache {
                 return load.await;
             }
         };
-        let seen_finished = self.inner.flights.finished();
+        let seen_finished = self.inner.flights.finished(&key);
         let (mut fetched, mut tier) = self.fetch(&key).await;
-        if let Some(v) = self.check::<S::Value>(&key, &fetched) {
+        if let Some(v) = self.check::<S::Value>(&key, &fetched, keep) {
             return S::rebuild(v);
         }
         let leader = loop {
@@ -484,10 +521,12 @@ impl Cache {
                 },
             }
         };
-        // A flight may have finished (and stored) between our miss and our election: look again.
-        if tier != Tier::None && self.inner.flights.finished() != seen_finished {
+        // A flight on this key may have finished (and stored) between our miss and our
+        // election: look again. The miss is counted already; a value found now was coalesced.
+        if tier != Tier::None && self.inner.flights.finished(&key) != seen_finished {
             (fetched, tier) = self.fetch(&key).await;
-            if let Some(v) = self.check::<S::Value>(&key, &fetched) {
+            if let Ok(v) = lookup::<S::Value>(&fetched, keep) {
+                self.inner.stats.record(&key, Event::Coalesced);
                 leader.publish(fetched.value.map(Into::into));
                 return S::rebuild(v);
             }
@@ -502,21 +541,36 @@ impl Cache {
                 return result;
             }
         };
-        let store = tier != Tier::None && (!negative || policy.cache_none);
+        if tier == Tier::None {
+            // Nothing to store: encode only for callers that joined meanwhile.
+            leader.leave_and_publish(|| {
+                self.encode(&key, value, &fetched.gens, started)
+                    .map(Into::into)
+            });
+            return result;
+        }
         let Some(bytes) = self.encode(&key, value, &fetched.gens, started) else {
             leader.publish(None);
             return result;
         };
         let bytes: Arc<[u8]> = bytes.into();
         leader.publish(Some(bytes.clone()));
-        if store {
+        if !negative || policy.cache_none {
             let ttl = if negative {
                 policy.none_ttl.or(policy.ttl)
             } else {
                 policy.ttl
             };
             let full = self.full_key(&key);
-            self.put(tier, &[(&full, bytes)], self.ttl(ttl)).await;
+            let typed = (tier == Tier::Memory)
+                .then(|| keep.keep(value))
+                .flatten()
+                .map(|value| Typed {
+                    value,
+                    gens: fetched.gens.as_slice().into(),
+                });
+            self.put(tier, &[(&full, bytes, typed)], self.ttl(ttl))
+                .await;
         }
         drop(leader);
         result
@@ -557,25 +611,27 @@ impl Cache {
     }
 
     /// Decodes a fetched entry and checks its markers. Counts the hit or the miss.
-    fn check<V: DeserializeOwned>(&self, key: &str, fetched: &Fetched) -> Option<V> {
+    fn check<V: DeserializeOwned>(
+        &self,
+        key: &str,
+        fetched: &Fetched,
+        keep: &impl Keep<V>,
+    ) -> Option<V> {
         let stats = &self.inner.stats;
-        let Some(bytes) = &fetched.value else {
-            stats.record(key, Event::Miss);
-            return None;
-        };
-        let Some(envelope) = codec::decode::<V>(bytes) else {
-            tracing::debug!(key, "undecodable cache entry treated as a miss");
-            stats.record(key, Event::DecodeFailure);
-            stats.record(key, Event::Miss);
-            return None;
-        };
-        if envelope.g != fetched.gens {
-            stats.record(key, Event::Stale);
-            stats.record(key, Event::Miss);
-            return None;
+        match lookup(fetched, keep) {
+            Ok(v) => {
+                stats.record(key, Event::Hit);
+                return Some(v);
+            }
+            Err(Miss::Absent) => {}
+            Err(Miss::Undecodable) => {
+                tracing::debug!(key, "undecodable cache entry treated as a miss");
+                stats.record(key, Event::DecodeFailure);
+            }
+            Err(Miss::Stale) => stats.record(key, Event::Stale),
         }
-        stats.record(key, Event::Hit);
-        Some(envelope.d)
+        stats.record(key, Event::Miss);
+        None
     }
 
     fn encode<V: Serialize + ?Sized>(
@@ -630,40 +686,58 @@ impl Cache {
         self.inner.redis.as_ref().filter(|r| r.available())
     }
 
+    /// The entry and marker generations of `key` from the serving store, in one round trip.
     async fn fetch(&self, key: &str) -> (Fetched, Tier) {
-        let (mut all, tier) = self.fetch_many(&[key]).await;
-        (all.pop().unwrap_or_default(), tier)
+        let tier = self.tier();
+        #[cfg(feature = "redis")]
+        if let Some(found) = self.fetch_redis(tier, &[key]).await {
+            return (found.into_iter().next().unwrap_or_default(), Tier::Redis);
+        }
+        self.fetch_local(tier, key)
     }
 
-    /// Entries and marker generations of `keys` from the serving store, in one round trip.
+    /// [`Cache::fetch`] for several keys, still in one round trip.
     async fn fetch_many(&self, keys: &[&str]) -> (Vec<Fetched>, Tier) {
         let tier = self.tier();
         #[cfg(feature = "redis")]
-        if tier == Tier::Redis
-            && let Some(r) = &self.inner.redis
-        {
-            match r.fetch_many(&self.inner.config.prefix, keys).await {
-                Ok(f) => return (f, Tier::Redis),
-                // No fallback for this call: the in-process store serves only once the breaker
-                // has opened (and emptied it).
-                Err(e) => self.store_error(keys.first().copied().unwrap_or(""), &e),
+        if let Some(found) = self.fetch_redis(tier, keys).await {
+            return (found, Tier::Redis);
+        }
+        let found = keys.iter().map(|k| self.fetch_local(tier, k).0).collect();
+        (
+            found,
+            if tier == Tier::Memory {
+                Tier::Memory
+            } else {
+                Tier::None
+            },
+        )
+    }
+
+    /// `None` when Redis does not serve or the read failed. There is no fallback for that call:
+    /// the in-process store serves only once the breaker has opened (and emptied it).
+    #[cfg(feature = "redis")]
+    async fn fetch_redis(&self, tier: Tier, keys: &[&str]) -> Option<Vec<Fetched>> {
+        let r = self.inner.redis.as_ref().filter(|_| tier == Tier::Redis)?;
+        match r.fetch_many(&self.inner.config.prefix, keys).await {
+            Ok(found) => Some(found),
+            Err(e) => {
+                self.store_error(keys.first().copied().unwrap_or(""), &e);
+                None
             }
         }
+    }
+
+    fn fetch_local(&self, tier: Tier, key: &str) -> (Fetched, Tier) {
         match (tier, &self.inner.memory) {
-            (Tier::Memory, Some(m)) => (
-                keys.iter().map(|k| m.fetch(&self.full_key(k), k)).collect(),
-                Tier::Memory,
-            ),
-            _ => (
-                keys.iter().map(|_| Fetched::default()).collect(),
-                Tier::None,
-            ),
+            (Tier::Memory, Some(m)) => (m.fetch(&self.full_key(key), key), Tier::Memory),
+            _ => (Fetched::default(), Tier::None),
         }
     }
 
     /// Writes entries (under their full keys) to the store their markers were read from;
     /// skips if that store changed meanwhile.
-    async fn put(&self, tier: Tier, entries: &[(&str, Arc<[u8]>)], ttl: Duration) {
+    async fn put(&self, tier: Tier, entries: &[ToStore<'_>], ttl: Duration) {
         if entries.is_empty() || tier != self.tier() {
             return;
         }
@@ -671,7 +745,9 @@ impl Cache {
             #[cfg(feature = "redis")]
             Tier::Redis => {
                 if let Some(r) = &self.inner.redis
-                    && let Err(e) = r.put_many(entries, ttl).await
+                    && let Err(e) = r
+                        .put_many(entries.iter().map(|(k, b, _)| (*k, &**b)), ttl)
+                        .await
                 {
                     self.store_error(self.short_key(entries[0].0), &e);
                     return;
@@ -679,14 +755,14 @@ impl Cache {
             }
             Tier::Memory => {
                 if let Some(m) = &self.inner.memory {
-                    for (full, bytes) in entries {
-                        m.put(full, bytes.clone(), ttl);
+                    for (full, bytes, typed) in entries {
+                        m.put(full, bytes.clone(), typed.clone(), ttl);
                     }
                 }
             }
             Tier::None => return,
         }
-        for (full, _) in entries {
+        for (full, ..) in entries {
             self.inner.stats.record(self.short_key(full), Event::Set);
         }
     }

@@ -127,7 +127,8 @@ pub mod __private {
     pub use crate::key::KeyBuilder;
     use crate::key::{KeyError, Pattern};
     pub use crate::shape::{
-        OptionShape, Outcome, PlainShape, Policy, ResultOptionShape, ResultShape, Shape,
+        ByBytes, ByClone, Keep, OptionShape, Outcome, PlainShape, Policy, Probe, ProbeBytes,
+        ProbeClone, ResultOptionShape, ResultShape, Shape,
     };
     pub use serde;
 
@@ -153,22 +154,31 @@ pub mod __private {
         }
     }
 
-    /// `#[cached]`: read through `cache`, or just run `load` when there is none.
-    pub async fn cached<S, R, F>(
+    /// `#[cached]`: read through `cache`, or just run `load` when there is none. `keep` is what
+    /// [`Probe`] picked for the value type.
+    pub async fn cached<S, R, F, K>(
         cache: Option<&Cache>,
         key: Result<String, KeyError>,
         policy: Policy,
+        keep: K,
         load: F,
     ) -> R
     where
         S: Shape<R>,
         F: Future<Output = R>,
+        K: Keep<S::Value>,
     {
         if let Some(cache) = cache {
-            return cache.load_through::<S, R, F>(key, policy, load).await;
+            return cache
+                .load_through::<S, R, F>(key, policy, &keep, load)
+                .await;
         }
         match crate::current() {
-            Some(cache) => cache.load_through::<S, R, F>(key, policy, load).await,
+            Some(cache) => {
+                cache
+                    .load_through::<S, R, F>(key, policy, &keep, load)
+                    .await
+            }
             None => load.await,
         }
     }

@@ -1,6 +1,9 @@
 //! How a wrapped function's return type maps to what is cached. The macro picks the shape from
 //! the written return type (`Result<Option<T>, E>`, `Result<T, E>`, `Option<T>`, anything else).
 
+use std::any::Any;
+use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -98,3 +101,73 @@ impl<T: Serialize + DeserializeOwned, E> Shape<Result<Option<T>, E>> for ResultO
         Ok(value)
     }
 }
+
+/// How the in-process store keeps a value: as itself, cloned out on a hit ([`ByClone`]), or
+/// only encoded, decoded on a hit ([`ByBytes`]). Redis always holds the encoding.
+pub trait Keep<V> {
+    /// The value to keep beside its encoding, if any.
+    fn keep(&self, value: &V) -> Option<Arc<dyn Any + Send + Sync>>;
+    /// A copy of a kept value, if it is a `V`.
+    fn take(&self, kept: &(dyn Any + Send + Sync)) -> Option<V>;
+}
+
+/// Keeps values as themselves (for `Clone + Send + Sync + 'static` values).
+#[derive(Debug, Clone, Copy)]
+pub struct ByClone;
+/// Keeps values only encoded.
+#[derive(Debug, Clone, Copy)]
+pub struct ByBytes;
+
+impl<V: Clone + Send + Sync + 'static> Keep<V> for ByClone {
+    fn keep(&self, value: &V) -> Option<Arc<dyn Any + Send + Sync>> {
+        Some(Arc::new(value.clone()))
+    }
+    fn take(&self, kept: &(dyn Any + Send + Sync)) -> Option<V> {
+        kept.downcast_ref::<V>().cloned()
+    }
+}
+
+impl<V> Keep<V> for ByBytes {
+    fn keep(&self, _: &V) -> Option<Arc<dyn Any + Send + Sync>> {
+        None
+    }
+    fn take(&self, _: &(dyn Any + Send + Sync)) -> Option<V> {
+        None
+    }
+}
+
+/// Picks [`ByClone`] or [`ByBytes`] for shape `S` of return type `R` by autoref specialization:
+/// `(&Probe::<S, R>::NEW).keeping()` finds [`ProbeClone`] when `S`'s value is `Clone + Send +
+/// Sync + 'static`, else [`ProbeBytes`] (bring both into scope).
+pub struct Probe<S, R>(PhantomData<fn() -> (S, R)>);
+
+impl<S, R> Probe<S, R> {
+    /// The probe.
+    pub const NEW: Self = Self(PhantomData);
+}
+
+impl<S, R> std::fmt::Debug for Probe<S, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Probe")
+    }
+}
+
+/// See [`Probe`].
+pub trait ProbeClone {
+    /// [`ByClone`].
+    fn keeping(&self) -> ByClone {
+        ByClone
+    }
+}
+
+impl<S: Shape<R>, R> ProbeClone for Probe<S, R> where S::Value: Clone + Send + Sync + 'static {}
+
+/// See [`Probe`].
+pub trait ProbeBytes {
+    /// [`ByBytes`].
+    fn keeping(&self) -> ByBytes {
+        ByBytes
+    }
+}
+
+impl<S, R> ProbeBytes for &Probe<S, R> {}

@@ -6,12 +6,13 @@ use std::time::{Duration, Instant};
 
 use moka::sync::Cache as Moka;
 
-use super::Fetched;
+use super::{Fetched, Raw, Typed};
 use crate::key::Pattern;
 
 #[derive(Clone)]
 struct Entry {
     bytes: Arc<[u8]>,
+    typed: Option<Typed>,
     ttl: Duration,
 }
 
@@ -71,8 +72,10 @@ impl MemoryStore {
         Self {
             entries: Moka::builder()
                 .max_capacity(capacity_bytes)
+                // The value itself, when kept, weighs about as much as its encoding.
                 .weigher(|k: &String, e: &Entry| {
-                    u32::try_from(k.len() + e.bytes.len()).unwrap_or(u32::MAX)
+                    let copies = if e.typed.is_some() { 2 } else { 1 };
+                    u32::try_from(k.len() + copies * e.bytes.len()).unwrap_or(u32::MAX)
                 })
                 .expire_after(PerEntryTtl)
                 .build(),
@@ -84,7 +87,10 @@ impl MemoryStore {
     /// The entry under `full` (the key with the cache prefix) and the generations of the markers
     /// of `key`, in [`crate::key::markers_for`]'s order.
     pub(crate) fn fetch(&self, full: &str, key: &str) -> Fetched {
-        let value = self.entries.get(full).map(|e| e.bytes.to_vec());
+        let (value, typed) = self
+            .entries
+            .get(full)
+            .map_or((None, None), |e| (Some(Raw::Shared(e.bytes)), e.typed));
         let markers = self.markers.read().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
         let live = |m: Option<&Marker>| m.filter(|m| m.expires > now).map_or(0, |m| m.generation);
@@ -95,11 +101,12 @@ impl MemoryStore {
                 .map(|(i, _)| live(markers.prefixes.get(&key[..i]))),
         );
         gens.push(live(markers.exact.get(key)));
-        Fetched { value, gens }
+        Fetched { value, typed, gens }
     }
 
-    pub(crate) fn put(&self, full: &str, bytes: Arc<[u8]>, ttl: Duration) {
-        self.entries.insert(full.to_owned(), Entry { bytes, ttl });
+    pub(crate) fn put(&self, full: &str, bytes: Arc<[u8]>, typed: Option<Typed>, ttl: Duration) {
+        self.entries
+            .insert(full.to_owned(), Entry { bytes, typed, ttl });
     }
 
     pub(crate) fn delete(&self, full: &str) -> bool {

@@ -5,11 +5,59 @@ pub(crate) mod memory;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
 
-/// One key's raw value and the current generations of its markers.
+use std::any::Any;
+use std::sync::Arc;
+
+/// One key's entry and the current generations of its markers.
 #[derive(Debug, Default)]
 pub(crate) struct Fetched {
-    pub(crate) value: Option<Vec<u8>>,
+    /// The encoded entry (the envelope).
+    pub(crate) value: Option<Raw>,
+    /// The in-process store's copy of the value itself, when it keeps one.
+    pub(crate) typed: Option<Typed>,
     pub(crate) gens: Vec<u64>,
+}
+
+/// Encoded bytes: read from Redis, or shared with the in-process store.
+#[derive(Debug)]
+pub(crate) enum Raw {
+    Owned(Vec<u8>),
+    Shared(Arc<[u8]>),
+}
+
+impl std::ops::Deref for Raw {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Raw::Owned(v) => v,
+            Raw::Shared(a) => a,
+        }
+    }
+}
+
+impl From<Raw> for Arc<[u8]> {
+    fn from(raw: Raw) -> Self {
+        match raw {
+            Raw::Owned(v) => v.into(),
+            Raw::Shared(a) => a,
+        }
+    }
+}
+
+/// A value as itself (see [`crate::shape::Keep`]), with the marker generations its envelope
+/// records: a hit clones it instead of decoding the bytes.
+#[derive(Clone)]
+pub(crate) struct Typed {
+    pub(crate) value: Arc<dyn Any + Send + Sync>,
+    pub(crate) gens: Arc<[u64]>,
+}
+
+impl std::fmt::Debug for Typed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Typed")
+            .field("gens", &self.gens)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a store operation did not happen. Never surfaces to callers of cached functions: it
