@@ -5,6 +5,7 @@
 //! - [`service`]: every database access, annotated with its cache keys;
 //! - routes (private): thin handlers;
 //! - [`filter`]: the filter language of `/users/filter`;
+//! - [`JsonText`]: a value serialized once, cached and answered as is;
 //! - [`error`] and [`extract`]: every failure answers `{"error": "<message>"}`;
 //! - [`metrics`]: Prometheus text at `/metrics`;
 //! - [`seed`]: demo data.
@@ -21,8 +22,10 @@
 //! # }
 //! ```
 
+use std::time::Instant;
+
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{FromRef, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use cache_runtime::Cache;
@@ -33,6 +36,7 @@ pub mod entities;
 pub mod error;
 pub mod extract;
 pub mod filter;
+mod json_text;
 pub mod metrics;
 mod migration;
 mod routes;
@@ -40,6 +44,7 @@ pub mod seed;
 pub mod service;
 
 pub use db::{DEFAULT_DATABASE_URL, connect_db};
+pub use json_text::JsonText;
 
 use crate::metrics::Metrics;
 
@@ -66,24 +71,47 @@ impl AppState {
     }
 }
 
+impl FromRef<AppState> for DatabaseConnection {
+    fn from_ref(state: &AppState) -> Self {
+        state.db.clone()
+    }
+}
+
 /// The API's router.
 ///
 /// Each request runs inside [`cache_runtime::scope`] with `state.cache`, so the annotated
 /// service functions use this app's cache even when a process runs several apps (as the tests
-/// do) or has none installed globally.
+/// do) or has none installed globally; and is counted and timed in `state.metrics`.
 pub fn app(state: AppState) -> Router {
+    let around = Around {
+        cache: state.cache.clone(),
+        metrics: state.metrics.clone(),
+    };
     routes::router()
-        .layer(middleware::from_fn_with_state(
-            state.metrics.clone(),
-            metrics::track,
-        ))
-        .layer(middleware::from_fn_with_state(
-            state.cache.clone(),
-            scope_cache,
-        ))
+        .layer(middleware::from_fn_with_state(around, around_request))
         .with_state(state)
 }
 
-async fn scope_cache(State(cache): State<Cache>, request: Request, next: Next) -> Response {
-    cache_runtime::scope(cache, next.run(request)).await
+/// What the one middleware every request goes through needs.
+#[derive(Clone)]
+struct Around {
+    cache: Cache,
+    metrics: Metrics,
+}
+
+/// Runs the request in this app's cache scope and records its metrics: one middleware for both,
+/// since each layer costs a clone of the service and a boxed future per request.
+async fn around_request(State(around): State<Around>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let response = cache_runtime::scope(around.cache, next.run(request)).await;
+    // Under the route template (`/users/{id}`), so that label values stay few.
+    around.metrics.record_request(
+        method.as_str(),
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
 }

@@ -5,14 +5,15 @@
 //! tests) each keep their own numbers and nothing listens on an extra port: `GET /metrics`
 //! renders it.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
 use cache_runtime::{Cache, PrefixStats};
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{
+    Counter, Histogram, counter, describe_counter, describe_gauge, describe_histogram, gauge,
+    histogram,
+};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
 /// Latency histogram buckets, in seconds.
@@ -30,6 +31,25 @@ pub struct Metrics {
 struct Inner {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
+    /// The request metrics' handles by route, registered once: looking a metric up in the
+    /// recorder by its labels costs allocations and hashing on every request.
+    requests: RwLock<HashMap<Box<str>, Vec<RequestHandles>>>,
+}
+
+/// The request counter and latency histogram of one route, method and status.
+#[derive(Debug)]
+struct RequestHandles {
+    method: Box<str>,
+    status: u16,
+    count: Counter,
+    latency: Histogram,
+}
+
+impl RequestHandles {
+    fn record(&self, seconds: f64) {
+        self.count.increment(1);
+        self.latency.record(seconds);
+    }
 }
 
 impl Default for Metrics {
@@ -49,19 +69,50 @@ impl Metrics {
         let handle = recorder.handle();
         metrics::with_local_recorder(&recorder, describe);
         Self {
-            inner: Arc::new(Inner { recorder, handle }),
+            inner: Arc::new(Inner {
+                recorder,
+                handle,
+                requests: RwLock::default(),
+            }),
         }
     }
 
     /// Records one finished request.
     pub fn record_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
-        metrics::with_local_recorder(&self.inner.recorder, || {
+        let seconds = elapsed.as_secs_f64();
+        let same = |h: &RequestHandles| h.status == status && *h.method == *method;
+        {
+            let requests = self
+                .inner
+                .requests
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(handles) = requests.get(route).and_then(|v| v.iter().find(|h| same(h))) {
+                handles.record(seconds);
+                return;
+            }
+        }
+        let handles = metrics::with_local_recorder(&self.inner.recorder, || {
             let (method, route) = (method.to_owned(), route.to_owned());
-            counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.to_string())
-                .increment(1);
-            histogram!("http_request_duration_seconds", "method" => method, "route" => route)
-                .record(elapsed.as_secs_f64());
+            RequestHandles {
+                count: counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.to_string()),
+                latency: histogram!("http_request_duration_seconds", "method" => method.clone(), "route" => route),
+                method: method.into(),
+                status,
+            }
         });
+        handles.record(seconds);
+        let mut requests = self
+            .inner
+            .requests
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let known = requests.entry(route.into()).or_default();
+        // Another request may have registered the same metric meanwhile (the recorder hands out
+        // the same one either way).
+        if !known.iter().any(same) {
+            known.push(handles);
+        }
     }
 
     /// The Prometheus text exposition, with `cache`'s counters as of now.
@@ -158,27 +209,4 @@ fn describe() {
         "cache_mode",
         "1 for the store serving now (redis, memory or disabled)"
     );
-}
-
-/// Middleware: counts and times each request under its route template (`/users/{id}`), so that
-/// label values stay few.
-pub(crate) async fn track(
-    State(metrics): State<Metrics>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let started = Instant::now();
-    let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let response = next.run(request).await;
-    metrics.record_request(
-        method.as_str(),
-        &route,
-        response.status().as_u16(),
-        started.elapsed(),
-    );
-    response
 }

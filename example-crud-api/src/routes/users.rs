@@ -1,10 +1,14 @@
 //! `/users…`
+//!
+//! The handlers take only the database from the app's state (see `FromRef` in the crate root):
+//! cloning a connection pool handle is all a request needs.
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use sea_orm::DatabaseConnection;
 use serde::Deserialize;
 
-use crate::AppState;
+use crate::JsonText;
 use crate::entities::user;
 use crate::error::Error;
 use crate::extract::{Id, Json, Query};
@@ -21,58 +25,58 @@ pub(crate) struct ListQuery {
 }
 
 pub(crate) async fn get(
-    State(state): State<AppState>,
+    State(db): State<DatabaseConnection>,
     Id(id): Id,
-) -> Result<Json<user::Model>, Error> {
-    users::get_user(&state.db, id)
+) -> Result<JsonText<user::Model>, Error> {
+    users::get_user(&db, id)
         .await?
-        .map(Json)
         .ok_or_else(|| Error::not_found("user", id))
 }
 
 pub(crate) async fn list(
-    State(state): State<AppState>,
+    State(db): State<DatabaseConnection>,
     Query(query): Query<ListQuery>,
-) -> Result<Json<Vec<user::Model>>, Error> {
+) -> Result<JsonText<Vec<user::Model>>, Error> {
     let limit = page_limit(query.limit)?;
-    Ok(Json(users::list_users(&state.db, query.skip, limit).await?))
+    Ok(users::list_users(&db, query.skip, limit).await?)
 }
 
 pub(crate) async fn create(
-    State(state): State<AppState>,
+    State(db): State<DatabaseConnection>,
     Json(new): Json<NewUser>,
 ) -> Result<(StatusCode, Json<user::Model>), Error> {
-    let user = users::create_user(&state.db, new).await?;
+    let user = users::create_user(&db, new).await?;
     Ok((StatusCode::CREATED, Json(user)))
 }
 
 pub(crate) async fn update(
-    State(state): State<AppState>,
+    State(db): State<DatabaseConnection>,
     Id(id): Id,
     Json(patch): Json<UserPatch>,
 ) -> Result<Json<user::Model>, Error> {
-    Ok(Json(users::update_user(&state.db, id, patch).await?))
+    Ok(Json(users::update_user(&db, id, patch).await?))
 }
 
-pub(crate) async fn delete(State(state): State<AppState>, Id(id): Id) -> Result<StatusCode, Error> {
-    users::delete_user(&state.db, id).await?;
+pub(crate) async fn delete(
+    State(db): State<DatabaseConnection>,
+    Id(id): Id,
+) -> Result<StatusCode, Error> {
+    users::delete_user(&db, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub(crate) async fn filter(
-    State(state): State<AppState>,
+    State(db): State<DatabaseConnection>,
     Json(filter): Json<UserFilter>,
-) -> Result<Json<Vec<user::Model>>, Error> {
+) -> Result<JsonText<Vec<user::Model>>, Error> {
     let filter = filter.validate()?;
-    Ok(Json(users::filter_users(&state.db, &filter).await?))
+    Ok(users::filter_users(&db, &filter).await?)
 }
 
 pub(crate) async fn filter_paginated(
-    State(state): State<AppState>,
+    State(db): State<DatabaseConnection>,
     Json(filter): Json<UserFilter>,
-) -> Result<Json<Page<user::Model>>, Error> {
+) -> Result<JsonText<Page<user::Model>>, Error> {
     let filter = filter.validate()?;
-    Ok(Json(
-        users::filter_users_paginated(&state.db, &filter).await?,
-    ))
+    Ok(users::filter_users_paginated(&db, &filter).await?)
 }

@@ -1,7 +1,9 @@
 //! The service layer: every database access of the API, cached declaratively.
 //!
 //! Reads carry `#[cached]`, writes carry `#[invalidates]`; handlers call these functions and
-//! never touch the cache. The keys (with `CACHE_PREFIX` empty):
+//! never touch the cache. The user reads return their result as [`JsonText`] (serialized when
+//! loaded, so a hit is answered without decoding and re-encoding rows); an entry holds the same
+//! JSON either way. The keys (with `CACHE_PREFIX` empty):
 //!
 //! | key | written by | invalidated by |
 //! |---|---|---|
@@ -17,9 +19,11 @@
 //! the patterns above invalidate exactly what a write can change.
 
 use chrono::{SubsecRound, Utc};
+use sea_orm::DbErr;
 use sea_orm::prelude::DateTimeUtc;
 use serde::{Deserialize, Serialize};
 
+use crate::JsonText;
 use crate::error::Error;
 
 pub mod tasks;
@@ -41,6 +45,12 @@ pub struct Page<T> {
     pub skip: u64,
     /// Page size.
     pub limit: u64,
+}
+
+/// `value` as [`JsonText`], what the cached reads return: the cache stores that text and the
+/// handlers answer with it as it is.
+pub(crate) fn json<T: Serialize>(value: &T) -> Result<JsonText<T>, DbErr> {
+    JsonText::encode(value).map_err(|e| DbErr::Json(e.to_string()))
 }
 
 /// The current time at the precision every supported database stores (microseconds), so that

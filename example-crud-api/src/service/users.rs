@@ -1,4 +1,7 @@
 //! Users: reads cached under `users:…`; each write invalidates exactly what it can change.
+//!
+//! The reads return [`JsonText`]: the rows serialized once, when loaded, so that a cache hit is
+//! answered with the cached text as it is, without decoding rows and encoding them again.
 
 use cache_runtime::{cached, invalidates};
 use sea_orm::{
@@ -7,7 +10,8 @@ use sea_orm::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{LIST_TTL, Page, Problems, ROW_TTL, now};
+use super::{LIST_TTL, Page, Problems, ROW_TTL, json, now};
+use crate::JsonText;
 use crate::entities::{task, user};
 use crate::error::Error;
 use crate::filter::ValidFilter;
@@ -87,16 +91,21 @@ fn email_taken(email: &str) -> impl FnOnce() -> String + '_ {
     move || format!("`email` {email:?} is already taken")
 }
 
-/// One user, or `None` (not cached: a 404 stays cheap to fix by creating the user).
+/// One user as JSON, or `None` (not cached: a 404 stays cheap to fix by creating the user).
 ///
 /// # Errors
 /// Database errors.
 #[cached(key = "users:<id>", ttl = ROW_TTL)]
-pub async fn get_user(db: &DatabaseConnection, id: i32) -> Result<Option<user::Model>, DbErr> {
-    user::Entity::find_by_id(id).one(db).await
+pub async fn get_user(
+    db: &DatabaseConnection,
+    id: i32,
+) -> Result<Option<JsonText<user::Model>>, DbErr> {
+    let user = user::Entity::find_by_id(id).one(db).await?;
+    user.as_ref().map(json).transpose()
 }
 
-/// A page of users ordered by id; `skip` and `limit` are hashed into `users:list:<hash>`.
+/// A page of users ordered by id, as JSON; `skip` and `limit` are hashed into
+/// `users:list:<hash>`.
 ///
 /// # Errors
 /// Database errors.
@@ -105,16 +114,17 @@ pub async fn list_users(
     db: &DatabaseConnection,
     skip: u64,
     limit: u64,
-) -> Result<Vec<user::Model>, DbErr> {
-    user::Entity::find()
+) -> Result<JsonText<Vec<user::Model>>, DbErr> {
+    let users = user::Entity::find()
         .order_by_asc(user::Column::Id)
         .offset(skip)
         .limit(limit)
         .all(db)
-        .await
+        .await?;
+    json(&users)
 }
 
-/// The users matching `filter`, cached under `users:filter:<hash of the filter>`.
+/// The users matching `filter`, as JSON, cached under `users:filter:<hash of the filter>`.
 ///
 /// # Errors
 /// Database errors.
@@ -122,16 +132,17 @@ pub async fn list_users(
 pub async fn filter_users(
     db: &DatabaseConnection,
     filter: &ValidFilter,
-) -> Result<Vec<user::Model>, DbErr> {
-    filter
+) -> Result<JsonText<Vec<user::Model>>, DbErr> {
+    let users = filter
         .query()
         .offset(filter.skip())
         .limit(filter.limit())
         .all(db)
-        .await
+        .await?;
+    json(&users)
 }
 
-/// A page of the users matching `filter` with the total count, cached under
+/// A page of the users matching `filter` with the total count, as JSON, cached under
 /// `users:filter:paginated:<hash>`.
 ///
 /// # Errors
@@ -140,7 +151,7 @@ pub async fn filter_users(
 pub async fn filter_users_paginated(
     db: &DatabaseConnection,
     filter: &ValidFilter,
-) -> Result<Page<user::Model>, DbErr> {
+) -> Result<JsonText<Page<user::Model>>, DbErr> {
     let total = user::Entity::find()
         .filter(filter.condition())
         .count(db)
@@ -151,7 +162,7 @@ pub async fn filter_users_paginated(
         .limit(filter.limit())
         .all(db)
         .await?;
-    Ok(Page {
+    json(&Page {
         items,
         total,
         skip: filter.skip(),
