@@ -22,7 +22,7 @@ use crate::stats::{Event, Mode, Stats, StatsSnapshot};
 use crate::store::memory::MemoryStore;
 #[cfg(feature = "redis")]
 use crate::store::redis::RedisStore;
-use crate::store::{Fetched, StoreError, Typed};
+use crate::store::{Fetched, Raw, StoreError, Typed};
 
 /// A cache: Redis when enabled and reachable, else the in-process fallback, else nothing.
 /// Cheap to clone (one `Arc`); share one per process, usually through [`crate::install`].
@@ -73,7 +73,9 @@ enum Miss {
 
 /// Takes the kept value or decodes the entry, and checks its markers.
 fn lookup<V: DeserializeOwned>(fetched: &Fetched, keep: &impl Keep<V>) -> Result<V, Miss> {
-    if let Some(typed) = &fetched.typed {
+    if let Some(Raw::Kept(entry)) = &fetched.value
+        && let Some(typed) = &entry.typed
+    {
         // The same generations as the envelope's: no need to decode it to find it stale.
         if *typed.gens != *fetched.gens {
             return Err(Miss::Stale);
@@ -334,7 +336,7 @@ impl Cache {
             ..Policy::default()
         };
         self.load_through::<crate::shape::ResultShape, _, _>(
-            Ok(key.to_owned()),
+            key::check_key(key).map(|()| key.to_owned()),
             policy,
             &ByBytes,
             load,
@@ -478,7 +480,8 @@ impl Cache {
         }
     }
 
-    /// The read-through core behind `#[cached]`: lookup, single flight, load, store.
+    /// The read-through core behind `#[cached]`: lookup, single flight, load, store. `key` is
+    /// checked already (by [`key::KeyBuilder::finish`] or [`key::check_key`]).
     pub(crate) async fn load_through<S, R, F>(
         &self,
         key: Result<String, KeyError>,
@@ -490,7 +493,7 @@ impl Cache {
         S: Shape<R>,
         F: Future<Output = R>,
     {
-        let key = match key.and_then(|k| key::check_key(&k).map(|()| k)) {
+        let key = match key {
             Ok(k) => k,
             Err(e) => {
                 tracing::error!(error = %e, "cache key unusable; calling through");
@@ -499,7 +502,12 @@ impl Cache {
             }
         };
         let seen_finished = self.inner.flights.finished(&key);
-        let (mut fetched, mut tier) = self.fetch(&key).await;
+        // The in-process lookup stays synchronous: awaiting a fetch that could go to Redis costs
+        // a good part of an in-process hit.
+        let (mut fetched, mut tier) = match self.tier() {
+            Tier::Redis => self.fetch(&key).await,
+            tier => self.fetch_local(tier, &key),
+        };
         if let Some(v) = self.check::<S::Value>(&key, &fetched, keep) {
             return S::rebuild(v);
         }

@@ -6,10 +6,11 @@
 //! drops its sender; its followers then elect a new leader.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use rustc_hash::FxBuildHasher;
 use tokio::sync::watch;
 
 /// What a finished flight produced: the encoded entry, or nothing to share (e.g. an `Err`).
@@ -26,7 +27,6 @@ pub(crate) struct Flights {
     /// Bumped whenever a flight leaves the table: a caller that missed before a flight on its
     /// key finished must look again before loading.
     finished: Box<[AtomicU64]>,
-    hasher: RandomState,
 }
 
 impl Default for Flights {
@@ -34,7 +34,6 @@ impl Default for Flights {
         Self {
             table: Mutex::default(),
             finished: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
-            hasher: RandomState::new(),
         }
     }
 }
@@ -52,9 +51,10 @@ impl Flights {
     }
 
     fn stripe(&self, key: &str) -> usize {
+        // Fx, not a keyed hash: keys chosen to share a stripe would only cost second reads.
         // Truncation is fine: any bits pick a stripe.
         #[allow(clippy::cast_possible_truncation)]
-        let hash = self.hasher.hash_one(key) as usize;
+        let hash = FxBuildHasher.hash_one(key) as usize;
         hash % STRIPES
     }
 

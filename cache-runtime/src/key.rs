@@ -60,7 +60,9 @@ impl KeyBuilder {
     /// Appends an argument value, escaped (and hashed when long). Strings appear as themselves,
     /// numbers and booleans as their JSON text, anything else as its JSON.
     pub fn value<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) -> &mut Self {
-        match serde_json::to_vec(value) {
+        // Most values' JSON (an id, a short name) fits on the stack.
+        let mut json = smallvec::SmallVec::<[u8; 64]>::new();
+        match serde_json::to_writer(&mut json, value).map(|()| json) {
             // A JSON string: its contents, unescaped (the common case has no escapes to undo).
             Ok(json) if json.first() == Some(&b'"') => match std::str::from_utf8(&json) {
                 Ok(text) if !text.contains('\\') => {
@@ -123,7 +125,11 @@ pub(crate) fn check_key(key: &str) -> Result<(), KeyError> {
     if key.len() > MAX_KEY_LEN {
         return Err(KeyError::TooLong);
     }
-    if key.is_empty() || key.split(':').any(str::is_empty) || key.starts_with(MARKER_NS) {
+    let bytes = key.as_bytes();
+    let empty_segment = bytes.first().is_none_or(|&b| b == b':')
+        || bytes.last() == Some(&b':')
+        || bytes.windows(2).any(|w| w == b"::");
+    if empty_segment || key.starts_with(MARKER_NS) {
         return Err(KeyError::Malformed(key.to_owned()));
     }
     Ok(())
@@ -143,6 +149,18 @@ fn push_hash(out: &mut String, hash: &blake3::Hash) {
 /// injective; a value whose escaped form is long becomes `%h` + hash (`h` is not a hex digit, so
 /// no escaped value can look like a hashed one).
 pub(crate) fn push_escaped(out: &mut String, value: &str) {
+    let plain = |b: u8| {
+        b.is_ascii_graphic()
+            && !matches!(
+                b,
+                b'%' | b':' | b'*' | b'?' | b'[' | b']' | b'\\' | b'{' | b'}'
+            )
+    };
+    // The common case (an id, a slug): nothing to escape.
+    if !value.is_empty() && value.len() <= MAX_VALUE_LEN && value.bytes().all(plain) {
+        out.push_str(value);
+        return;
+    }
     let start = out.len();
     for c in value.chars() {
         if matches!(c, '%' | ':' | '*' | '?' | '[' | ']' | '\\' | '{' | '}')

@@ -1,10 +1,11 @@
 //! Counters: totals and per key prefix (the key's first segment), lock-free on the hot path
 //! except for one read lock to find a prefix's counters.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock};
 
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 /// One set of counters.
@@ -68,8 +69,9 @@ impl Counters {
 
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
-    total: Counters,
-    by_prefix: RwLock<HashMap<String, Counters>>,
+    /// Every event counts under one prefix (or `_other`): the totals are their sums.
+    /// Fx: the prefixes are the keys' first segments, written in code, not chosen by clients.
+    by_prefix: RwLock<FxHashMap<String, Counters>>,
 }
 
 /// Prefixes tracked separately; keys beyond this many distinct first segments count under `_other`.
@@ -78,8 +80,10 @@ const MAX_PREFIXES: usize = 256;
 impl Stats {
     /// Counts one event for `key` (its first segment is the prefix).
     pub(crate) fn record(&self, key: &str, event: Event) {
-        self.total.get(event).fetch_add(1, Ordering::Relaxed);
-        let prefix = key.split(':').next().unwrap_or(key);
+        let prefix = key
+            .bytes()
+            .position(|b| b == b':')
+            .map_or(key, |i| &key[..i]);
         let map = self
             .by_prefix
             .read()
@@ -105,7 +109,24 @@ impl Stats {
     }
 
     pub(crate) fn totals(&self) -> PrefixStats {
-        self.total.snapshot()
+        let map = self
+            .by_prefix
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.values().fold(PrefixStats::default(), |t, c| {
+            let c = c.snapshot();
+            PrefixStats {
+                hits: t.hits + c.hits,
+                misses: t.misses + c.misses,
+                stale: t.stale + c.stale,
+                sets: t.sets + c.sets,
+                errors: t.errors + c.errors,
+                invalidations: t.invalidations + c.invalidations,
+                decode_failures: t.decode_failures + c.decode_failures,
+                loads: t.loads + c.loads,
+                coalesced: t.coalesced + c.coalesced,
+            }
+        })
     }
 
     pub(crate) fn prefixes(&self) -> BTreeMap<String, PrefixStats> {

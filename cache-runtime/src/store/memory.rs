@@ -6,27 +6,36 @@ use std::time::{Duration, Instant};
 
 use moka::sync::Cache as Moka;
 
-use super::{Fetched, Raw, Typed};
+use super::{Fetched, Gens, Raw, Typed};
 use crate::key::Pattern;
 
-#[derive(Clone)]
-struct Entry {
-    bytes: Arc<[u8]>,
-    typed: Option<Typed>,
+/// An entry as the in-process store keeps it; shared, so a hit copies one pointer.
+pub(crate) struct Entry {
+    pub(crate) bytes: Arc<[u8]>,
+    pub(crate) typed: Option<Typed>,
     ttl: Duration,
+}
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry")
+            .field("bytes", &self.bytes.len())
+            .field("typed", &self.typed)
+            .finish_non_exhaustive()
+    }
 }
 
 struct PerEntryTtl;
 
-impl moka::Expiry<String, Entry> for PerEntryTtl {
-    fn expire_after_create(&self, _: &String, entry: &Entry, _: Instant) -> Option<Duration> {
+impl moka::Expiry<String, Arc<Entry>> for PerEntryTtl {
+    fn expire_after_create(&self, _: &String, entry: &Arc<Entry>, _: Instant) -> Option<Duration> {
         Some(entry.ttl)
     }
 
     fn expire_after_update(
         &self,
         _: &String,
-        entry: &Entry,
+        entry: &Arc<Entry>,
         _: Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
@@ -38,7 +47,7 @@ impl moka::Expiry<String, Entry> for PerEntryTtl {
 /// would lose an invalidation), only forgotten after the longest entry TTL. Markers are looked up
 /// by slices of the key under one read lock: a hit allocates nothing for them.
 pub(crate) struct MemoryStore {
-    entries: Moka<String, Entry>,
+    entries: Moka<String, Arc<Entry>>,
     markers: RwLock<Markers>,
     marker_ttl: Duration,
 }
@@ -73,7 +82,7 @@ impl MemoryStore {
             entries: Moka::builder()
                 .max_capacity(capacity_bytes)
                 // The value itself, when kept, weighs about as much as its encoding.
-                .weigher(|k: &String, e: &Entry| {
+                .weigher(|k: &String, e: &Arc<Entry>| {
                     let copies = if e.typed.is_some() { 2 } else { 1 };
                     u32::try_from(k.len() + copies * e.bytes.len()).unwrap_or(u32::MAX)
                 })
@@ -87,26 +96,32 @@ impl MemoryStore {
     /// The entry under `full` (the key with the cache prefix) and the generations of the markers
     /// of `key`, in [`crate::key::markers_for`]'s order.
     pub(crate) fn fetch(&self, full: &str, key: &str) -> Fetched {
-        let (value, typed) = self
-            .entries
-            .get(full)
-            .map_or((None, None), |e| (Some(Raw::Shared(e.bytes)), e.typed));
+        let value = self.entries.get(full).map(Raw::Kept);
         let markers = self.markers.read().unwrap_or_else(PoisonError::into_inner);
-        let now = Instant::now();
-        let live = |m: Option<&Marker>| m.filter(|m| m.expires > now).map_or(0, |m| m.generation);
-        let mut gens = Vec::with_capacity(4);
+        let mut gens = Gens::new();
         gens.push(markers.epoch);
-        gens.extend(
-            key.match_indices(':')
-                .map(|(i, _)| live(markers.prefixes.get(&key[..i]))),
-        );
-        gens.push(live(markers.exact.get(key)));
-        Fetched { value, typed, gens }
+        if markers.prefixes.is_empty() && markers.exact.is_empty() {
+            let prefixes = key.bytes().filter(|&b| b == b':').count();
+            gens.extend(std::iter::repeat_n(0, prefixes + 1));
+        } else {
+            // Reading the clock costs more than a lookup here: only once a marker is found.
+            let mut now = None;
+            let mut live = |m: Option<&Marker>| {
+                m.filter(|m| m.expires > *now.get_or_insert_with(Instant::now))
+                    .map_or(0, |m| m.generation)
+            };
+            gens.extend(
+                key.match_indices(':')
+                    .map(|(i, _)| live(markers.prefixes.get(&key[..i]))),
+            );
+            gens.push(live(markers.exact.get(key)));
+        }
+        Fetched { value, gens }
     }
 
     pub(crate) fn put(&self, full: &str, bytes: Arc<[u8]>, typed: Option<Typed>, ttl: Duration) {
         self.entries
-            .insert(full.to_owned(), Entry { bytes, typed, ttl });
+            .insert(full.to_owned(), Arc::new(Entry { bytes, typed, ttl }));
     }
 
     pub(crate) fn delete(&self, full: &str) -> bool {
@@ -156,6 +171,10 @@ impl MemoryStore {
 
     /// Forgets all entries (not markers): on entering degraded mode, what this process cached
     /// before may have been invalidated by other processes through Redis.
+    #[cfg_attr(
+        not(feature = "redis"),
+        allow(dead_code, reason = "degraded mode follows a Redis outage")
+    )]
     pub(crate) fn clear_entries(&self) {
         self.entries.invalidate_all();
     }

@@ -13,16 +13,22 @@ use std::sync::Arc;
 pub(crate) struct Fetched {
     /// The encoded entry (the envelope).
     pub(crate) value: Option<Raw>,
-    /// The in-process store's copy of the value itself, when it keeps one.
-    pub(crate) typed: Option<Typed>,
-    pub(crate) gens: Vec<u64>,
+    pub(crate) gens: Gens,
 }
 
-/// Encoded bytes: read from Redis, or shared with the in-process store.
+/// Marker generations: a handful per key, kept off the heap.
+pub(crate) type Gens = smallvec::SmallVec<[u64; 4]>;
+
+/// An encoded entry: read from Redis, or shared with the in-process store (which may keep the
+/// value itself beside it).
 #[derive(Debug)]
 pub(crate) enum Raw {
+    #[cfg_attr(
+        not(feature = "redis"),
+        allow(dead_code, reason = "read from Redis only")
+    )]
     Owned(Vec<u8>),
-    Shared(Arc<[u8]>),
+    Kept(Arc<memory::Entry>),
 }
 
 impl std::ops::Deref for Raw {
@@ -30,7 +36,7 @@ impl std::ops::Deref for Raw {
     fn deref(&self) -> &[u8] {
         match self {
             Raw::Owned(v) => v,
-            Raw::Shared(a) => a,
+            Raw::Kept(e) => &e.bytes,
         }
     }
 }
@@ -39,7 +45,7 @@ impl From<Raw> for Arc<[u8]> {
     fn from(raw: Raw) -> Self {
         match raw {
             Raw::Owned(v) => v.into(),
-            Raw::Shared(a) => a,
+            Raw::Kept(e) => e.bytes.clone(),
         }
     }
 }
@@ -62,6 +68,10 @@ impl std::fmt::Debug for Typed {
 
 /// Why a store operation did not happen. Never surfaces to callers of cached functions: it
 /// sends them to the fallback.
+#[cfg_attr(
+    not(feature = "redis"),
+    allow(dead_code, reason = "the Redis store's failures")
+)]
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum StoreError {
     #[error("redis unavailable (circuit open)")]

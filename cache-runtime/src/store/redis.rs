@@ -181,7 +181,6 @@ impl RedisStore {
             .iter()
             .map(|key| Fetched {
                 value: values.next().flatten().map(Raw::Owned),
-                typed: None,
                 gens: values
                     .by_ref()
                     .take(marker_count(key))
