@@ -106,6 +106,12 @@ impl CacheBuilder {
         Self { config }
     }
 
+    /// `false` turns caching off entirely (see [`Config::enabled`]).
+    pub fn enabled(mut self, enabled: bool) -> Self {
+        self.config.enabled = enabled;
+        self
+    }
+
     /// Enables Redis at `url` (`redis://` or `rediss://`).
     pub fn redis_url(mut self, url: impl Into<String>) -> Self {
         self.config.redis_url = url.into();
@@ -175,7 +181,7 @@ impl CacheBuilder {
     pub async fn build(self) -> Result<Cache, ConfigError> {
         let config = self.config;
         #[cfg(feature = "redis")]
-        let redis = if config.redis_enabled {
+        let redis = if config.enabled && config.redis_enabled {
             let invalid = |e: &dyn std::fmt::Display| {
                 ConfigError::invalid("REDIS_URL", &config.redis_url, e.to_string())
             };
@@ -196,12 +202,15 @@ impl CacheBuilder {
                 "REDIS_ENABLED is set but cache-runtime was built without its `redis` feature"
             );
         }
-        match (config.redis_enabled, config.fallback) {
-            (true, _) => {}
-            (false, Fallback::Memory) => tracing::info!("redis disabled; caching in process"),
-            (false, _) => tracing::info!("redis disabled and no fallback; caching is off"),
+        match (config.enabled, config.redis_enabled, config.fallback) {
+            (false, _, _) => tracing::info!("CACHE_ENABLED=false; caching is off"),
+            (true, true, _) => {}
+            (true, false, Fallback::Memory) => {
+                tracing::info!("redis disabled; caching in process");
+            }
+            (true, false, _) => tracing::info!("redis disabled and no fallback; nothing is stored"),
         }
-        let memory = (config.fallback == Fallback::Memory).then(|| {
+        let memory = (config.enabled && config.fallback == Fallback::Memory).then(|| {
             MemoryStore::new(
                 config.memory_capacity_bytes,
                 config.max_ttl + Duration::from_secs(60),
@@ -493,6 +502,9 @@ impl Cache {
         S: Shape<R>,
         F: Future<Output = R>,
     {
+        if !self.inner.config.enabled {
+            return load.await;
+        }
         let key = match key {
             Ok(k) => k,
             Err(e) => {

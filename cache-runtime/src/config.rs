@@ -46,6 +46,9 @@ impl ConfigError {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Config {
+    /// `CACHE_ENABLED` (default true): `false` turns caching off entirely. Annotated functions
+    /// then run exactly as unannotated ones: no store, no single flight, no counters.
+    pub enabled: bool,
     /// `REDIS_ENABLED`: use Redis at all (default false).
     pub redis_enabled: bool,
     /// `REDIS_URL`, or assembled from `REDIS_HOST`/`REDIS_PORT`/`REDIS_DB`/`REDIS_PASSWORD`/`REDIS_SSL`.
@@ -78,6 +81,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
+            enabled: true,
             redis_enabled: false,
             redis_url: "redis://127.0.0.1:6379/0".to_owned(),
             default_ttl: Duration::from_secs(300),
@@ -134,6 +138,7 @@ impl Config {
             None => assemble_url(&get)?,
         };
         Ok(Self {
+            enabled: get("CACHE_ENABLED").map_or(Ok(true), |v| boolean("CACHE_ENABLED", &v))?,
             redis_enabled: get("REDIS_ENABLED")
                 .map_or(Ok(false), |v| boolean("REDIS_ENABLED", &v))?,
             redis_url,
@@ -267,7 +272,7 @@ mod tests {
     #[test]
     fn defaults() {
         let c = from(&[]).unwrap();
-        assert!(!c.redis_enabled);
+        assert!(c.enabled && !c.redis_enabled);
         assert_eq!(c.default_ttl, Duration::from_secs(300));
         assert_eq!(c.redis_url, "redis://127.0.0.1:6379/0");
         assert_eq!(c.fallback, Fallback::Memory);
@@ -281,6 +286,7 @@ mod tests {
             ("CACHE_TTL", "-5"),
             ("CACHE_TTL", "0"),
             ("REDIS_ENABLED", "maybe"),
+            ("CACHE_ENABLED", "nope"),
             ("CACHE_FALLBACK", "disk"),
             ("REDIS_URL", "http://x"),
             ("REDIS_TIMEOUT_MS", "1.5"),

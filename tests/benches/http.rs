@@ -309,9 +309,8 @@ impl Api {
             .env("RUST_LOG", "warn");
         match redis {
             Some(url) => cmd.env("REDIS_ENABLED", "true").env("REDIS_URL", url),
-            None => cmd
-                .env("REDIS_ENABLED", "false")
-                .env("CACHE_FALLBACK", "none"),
+            // Off entirely, single flight included: the API as if nothing were annotated.
+            None => cmd.env("CACHE_ENABLED", "false"),
         };
         let child = cmd
             .current_dir(dir)
@@ -653,7 +652,8 @@ impl Report<'_> {
              loopback. {USERS} seeded users (3 tasks each). Per workload: {:?} of warm-up, then \
              {} runs of {:?}; req/s is the median run with (min–max), latencies are the median \
              run's. Cache on: `REDIS_ENABLED=true` (a local `redis-server`); off: \
-             `REDIS_ENABLED=false CACHE_FALLBACK=none`. Hit ratio: cached calls answered from \
+             `CACHE_ENABLED=false` (the functions run as if unannotated: no store, and no \
+             single flight sharing one load among identical concurrent requests). Hit ratio: cached calls answered from \
              Redis (the rest loaded from the database, or waited for another call's load) during \
              the measured runs. Every run had under 1% non-2xx answers (checked).\n\n",
             support::machine(),

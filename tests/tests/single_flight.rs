@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use cache_runtime::{Cache, Fallback};
+use cache_runtime::{Cache, Fallback, Mode, PrefixStats};
 use integration_tests::RedisServer;
 
 async fn storm(cache: &Cache) -> usize {
@@ -53,6 +53,22 @@ async fn one_load_for_a_miss_storm_without_any_store() {
         .await
         .unwrap();
     assert_eq!(storm(&cache).await, 1);
+}
+
+/// `CACHE_ENABLED=false`: the calls run as if unannotated, even with Redis configured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_cache_runs_every_call() {
+    let server = RedisServer::start();
+    let cache = Cache::builder()
+        .redis_url(server.url())
+        .enabled(false)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(storm(&cache).await, 1000);
+    assert_eq!(cache.mode(), Mode::Disabled);
+    assert_eq!(cache.stats().totals, PrefixStats::default());
+    assert_eq!(server.command_calls("mget"), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
