@@ -517,6 +517,7 @@ impl Cache {
         // The in-process lookup stays synchronous: awaiting a fetch that could go to Redis costs
         // a good part of an in-process hit.
         let (mut fetched, mut tier) = match self.tier() {
+            #[cfg(feature = "redis")]
             Tier::Redis => self.fetch(&key).await,
             tier => self.fetch_local(tier, &key),
         };
