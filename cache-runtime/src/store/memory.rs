@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+use foldhash::fast::RandomState;
 use moka::sync::Cache as Moka;
 
 use super::{Fetched, Gens, Raw, Typed};
@@ -47,7 +48,7 @@ impl moka::Expiry<String, Arc<Entry>> for PerEntryTtl {
 /// would lose an invalidation), only forgotten after the longest entry TTL. Markers are looked up
 /// by slices of the key under one read lock: a hit allocates nothing for them.
 pub(crate) struct MemoryStore {
-    entries: Moka<String, Arc<Entry>>,
+    entries: Moka<String, Arc<Entry>, RandomState>,
     markers: RwLock<Markers>,
     marker_ttl: Duration,
 }
@@ -56,8 +57,8 @@ pub(crate) struct MemoryStore {
 struct Markers {
     epoch: u64,
     /// `users` for `users:*`.
-    prefixes: HashMap<Box<str>, Marker>,
-    exact: HashMap<Box<str>, Marker>,
+    prefixes: HashMap<Box<str>, Marker, RandomState>,
+    exact: HashMap<Box<str>, Marker, RandomState>,
 }
 
 struct Marker {
@@ -87,7 +88,7 @@ impl MemoryStore {
                     u32::try_from(k.len() + copies * e.bytes.len()).unwrap_or(u32::MAX)
                 })
                 .expire_after(PerEntryTtl)
-                .build(),
+                .build_with_hasher(RandomState::default()),
             markers: RwLock::default(),
             marker_ttl,
         }
