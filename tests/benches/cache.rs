@@ -594,7 +594,7 @@ fn settings() -> Settings {
         }
     } else {
         Settings {
-            rounds: 5,
+            rounds: 9,
             dur: Duration::from_millis(500),
             sizes: [10_000, 100_000],
         }
