@@ -141,7 +141,7 @@ end",
     // `contains` is a case-insensitive substring test, so the database scans every row for the
     // count and for the page; 10 terms x 3 pages = 30 distinct bodies (30 cache keys).
     Workload {
-        name: "name search: filter-paginated, contains + count",
+        name: "name search: contains + count",
         slug: "search",
         path: "/users/filter-paginated",
         lua: r#"local terms = {"lace", "turing", "ada", "grace", "knuth", "hopper", "lamp", "dijk",
