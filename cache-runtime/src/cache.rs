@@ -518,7 +518,7 @@ impl Cache {
         // a good part of an in-process hit.
         let (mut fetched, mut tier) = match self.tier() {
             #[cfg(feature = "redis")]
-            Tier::Redis => self.fetch(&key).await,
+            Tier::Redis => self.fetch_from(Tier::Redis, &key).await,
             tier => self.fetch_local(tier, &key),
         };
         if let Some(v) = self.check::<S::Value>(&key, &fetched, keep) {
@@ -709,7 +709,11 @@ impl Cache {
 
     /// The entry and marker generations of `key` from the serving store, in one round trip.
     async fn fetch(&self, key: &str) -> (Fetched, Tier) {
-        let tier = self.tier();
+        self.fetch_from(self.tier(), key).await
+    }
+
+    /// [`Cache::fetch`] from the tier the caller found serving.
+    async fn fetch_from(&self, tier: Tier, key: &str) -> (Fetched, Tier) {
         #[cfg(feature = "redis")]
         if let Some(found) = self.fetch_redis(tier, &[key]).await {
             return (found.into_iter().next().unwrap_or_default(), Tier::Redis);

@@ -70,7 +70,7 @@ impl Counters {
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
     /// Every event counts under one prefix (or `_other`): the totals are their sums.
-    /// Fx: the prefixes are the keys' first segments, written in code, not chosen by clients.
+    /// Fx, not a keyed hash: at most `MAX_PREFIXES` entries, so colliding prefixes cost little.
     by_prefix: RwLock<FxHashMap<String, Counters>>,
 }
 
