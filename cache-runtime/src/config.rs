@@ -1,6 +1,14 @@
 //! Configuration: `.env` and environment variables, or the builder.
+//!
+//! `.env` is read into a map and consulted after the process environment; the process
+//! environment is never modified (`set_var` races with every thread that reads the
+//! environment, which is why edition 2024 made it `unsafe`).
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::Duration;
+
+pub(crate) use crate::error::ConfigError;
 
 /// Where cached values go when Redis is disabled or unreachable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -13,37 +21,70 @@ pub enum Fallback {
     None,
 }
 
-/// A malformed configuration value.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// A variable is set to a value that cannot be used.
-    #[error("invalid value `{value}` for `{name}`: {reason}")]
-    Invalid {
-        /// The variable's name, e.g. `REDIS_PORT`.
-        name: String,
-        /// The value that was given.
-        value: String,
-        /// What was expected instead.
-        reason: String,
-    },
-    /// The `.env` file exists but cannot be read or parsed.
-    #[error("cannot read `.env`: {0}")]
-    DotEnv(String),
+/// The longest TTL a variable or builder may set: ten years. Beyond that, `Instant + ttl`
+/// arithmetic overflows on some platforms, and no cache entry needs it.
+pub const MAX_TTL_LIMIT: Duration = Duration::from_secs(10 * 365 * 86_400);
+/// The longest timeout a variable may set: one hour.
+const MAX_TIMEOUT: Duration = Duration::from_secs(3_600);
+
+/// The process environment with `.env` beneath it, read without modifying the environment.
+///
+/// ```
+/// let env = cache_runtime::Environment::load()?;
+/// let port = env.get("PORT").unwrap_or_else(|| "8000".to_owned());
+/// # Ok::<(), cache_runtime::ConfigError>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Environment {
+    dotenv: HashMap<String, String>,
 }
 
-impl ConfigError {
-    pub(crate) fn invalid(name: &str, value: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self::Invalid {
-            name: name.to_owned(),
-            value: value.into(),
-            reason: reason.into(),
+impl Environment {
+    /// Reads `.env` from the current directory or its nearest ancestor that has one; no file
+    /// is not an error.
+    ///
+    /// # Errors
+    /// A `.env` that exists but cannot be read or parsed.
+    pub fn load() -> Result<Self, ConfigError> {
+        match dotenvy::dotenv_iter() {
+            Ok(iter) => Self::collect(iter),
+            Err(e) if e.not_found() => Ok(Self::default()),
+            Err(e) => Err(ConfigError::DotEnv(e.to_string())),
         }
+    }
+
+    /// Reads `.env`-formatted variables from `path`.
+    ///
+    /// # Errors
+    /// The file cannot be read or parsed.
+    pub fn from_path(path: impl AsRef<std::path::Path>) -> Result<Self, ConfigError> {
+        dotenvy::from_path_iter(path)
+            .map_err(|e| ConfigError::DotEnv(e.to_string()))
+            .and_then(Self::collect)
+    }
+
+    fn collect<R: std::io::Read>(iter: dotenvy::Iter<R>) -> Result<Self, ConfigError> {
+        let mut dotenv = HashMap::new();
+        for item in iter {
+            let (name, value) = item.map_err(|e| ConfigError::DotEnv(e.to_string()))?;
+            // As dotenvy's own loader does: the first occurrence wins.
+            dotenv.entry(name).or_insert(value);
+        }
+        Ok(Self { dotenv })
+    }
+
+    /// The variable from the process environment, else from `.env`.
+    pub fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name)
+            .ok()
+            .or_else(|| self.dotenv.get(name).cloned())
     }
 }
 
 /// Everything the runtime can be told; built by [`Config::from_env`] or [`crate::CacheBuilder`].
-#[derive(Debug, Clone)]
+///
+/// `Debug` prints the Redis URL with its password replaced by `***`.
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct Config {
     /// `CACHE_ENABLED` (default true): `false` turns caching off entirely. Annotated functions
@@ -51,31 +92,72 @@ pub struct Config {
     pub enabled: bool,
     /// `REDIS_ENABLED`: use Redis at all (default false).
     pub redis_enabled: bool,
-    /// `REDIS_URL`, or assembled from `REDIS_HOST`/`REDIS_PORT`/`REDIS_DB`/`REDIS_PASSWORD`/`REDIS_SSL`.
+    /// `REDIS_URL`, or assembled from `REDIS_HOST`/`REDIS_PORT`/`REDIS_DB`/`REDIS_USERNAME`/
+    /// `REDIS_PASSWORD`/`REDIS_SSL`. A user name in the URL selects an ACL user.
     pub redis_url: String,
+    /// `REDIS_TLS_CA_CERT`: a PEM file of the CA that signed the server's certificate, for
+    /// servers whose certificate no public CA signed (default: the public web roots).
+    pub redis_tls_ca: Option<PathBuf>,
     /// `CACHE_TTL`: default entry TTL (300 s).
     pub default_ttl: Duration,
     /// `CACHE_SHORT_TTL` (60 s): offered to applications for volatile data.
     pub short_ttl: Duration,
     /// `CACHE_LONG_TTL` (3600 s): offered to applications for stable data.
     pub long_ttl: Duration,
-    /// `CACHE_MAX_TTL` (86400 s): entry TTLs are capped here, and invalidation markers live this
-    /// long, so a marker always outlives the entries it invalidates.
+    /// `CACHE_MAX_TTL` (86400 s): entry TTLs are capped here.
     pub max_ttl: Duration,
-    /// `CACHE_PREFIX`: prepended to every key (default empty).
+    /// `CACHE_PREFIX`: prepended to every key (default empty). A `:` is appended when it does
+    /// not end with one, so that the prefixes `a` and `ab` cannot collide.
     pub prefix: String,
     /// `CACHE_FALLBACK`: `memory` (default) or `none`.
     pub fallback: Fallback,
-    /// `REDIS_TIMEOUT_MS`: bound on every Redis operation (50 ms).
+    /// `CACHE_FALLBACK_TTL` (10 s): while Redis is enabled but unreachable, in-process entries
+    /// live at most this long. Other instances may write through Redis meanwhile, which this
+    /// instance cannot see; this bounds how long it can serve what they changed.
+    pub fallback_ttl: Duration,
+    /// `REDIS_TIMEOUT_MS`: bound on the Redis operations of one call together (50 ms).
     pub op_timeout: Duration,
     /// `REDIS_CONNECT_TIMEOUT_MS`: bound on connecting (1000 ms); start-up waits at most this long.
     pub connect_timeout: Duration,
+    /// `REDIS_FAILURE_THRESHOLD`: consecutive Redis failures that open the circuit breaker (3).
+    pub failure_threshold: u32,
+    /// `CACHE_FLIGHT_TIMEOUT_MS`: how long concurrent callers of one key wait for its load
+    /// before loading on their own (5000 ms), so that one hung load cannot hold them all.
+    pub flight_timeout: Duration,
     /// `CACHE_MAX_VALUE_BYTES`: larger encoded values are not cached (1 MiB).
     pub max_value_bytes: usize,
-    /// Bytes the in-process store may hold (64 MiB).
+    /// `CACHE_MEMORY_BYTES`: what the in-process store may hold, per-entry overhead included
+    /// (64 MiB).
     pub memory_capacity_bytes: u64,
-    /// Consecutive Redis failures that open the circuit breaker (3).
-    pub failure_threshold: u32,
+    /// `CACHE_OUTAGE_FILE`: a file that exists while invalidations wait for Redis. A process
+    /// that starts and finds it (its predecessor died before Redis came back) invalidates
+    /// everything once, since the invalidations it held are lost. Unset: no file.
+    pub outage_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("enabled", &self.enabled)
+            .field("redis_enabled", &self.redis_enabled)
+            .field("redis_url", &redact_url(&self.redis_url))
+            .field("redis_tls_ca", &self.redis_tls_ca)
+            .field("default_ttl", &self.default_ttl)
+            .field("short_ttl", &self.short_ttl)
+            .field("long_ttl", &self.long_ttl)
+            .field("max_ttl", &self.max_ttl)
+            .field("prefix", &self.prefix)
+            .field("fallback", &self.fallback)
+            .field("fallback_ttl", &self.fallback_ttl)
+            .field("op_timeout", &self.op_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("failure_threshold", &self.failure_threshold)
+            .field("flight_timeout", &self.flight_timeout)
+            .field("max_value_bytes", &self.max_value_bytes)
+            .field("memory_capacity_bytes", &self.memory_capacity_bytes)
+            .field("outage_file", &self.outage_file)
+            .finish()
+    }
 }
 
 impl Default for Config {
@@ -84,34 +166,34 @@ impl Default for Config {
             enabled: true,
             redis_enabled: false,
             redis_url: "redis://127.0.0.1:6379/0".to_owned(),
+            redis_tls_ca: None,
             default_ttl: Duration::from_secs(300),
             short_ttl: Duration::from_secs(60),
             long_ttl: Duration::from_secs(3600),
             max_ttl: Duration::from_secs(86_400),
             prefix: String::new(),
             fallback: Fallback::Memory,
+            fallback_ttl: Duration::from_secs(10),
             op_timeout: Duration::from_millis(50),
             connect_timeout: Duration::from_millis(1000),
+            failure_threshold: 3,
+            flight_timeout: Duration::from_millis(5000),
             max_value_bytes: 1 << 20,
             memory_capacity_bytes: 64 << 20,
-            failure_threshold: 3,
+            outage_file: None,
         }
     }
 }
 
 impl Config {
-    /// Reads `.env` (if present) and the environment; the environment wins over `.env`.
+    /// Reads the environment, then `.env` (see [`Environment`]); the environment wins.
     ///
     /// # Errors
     /// A malformed value (`REDIS_PORT=abc`, `CACHE_TTL=-5`) names the variable and the value.
     /// An unreachable Redis is not an error.
     pub fn from_env() -> Result<Self, ConfigError> {
-        match dotenvy::dotenv() {
-            Ok(_) => {}
-            Err(e) if e.not_found() => {}
-            Err(e) => return Err(ConfigError::DotEnv(e.to_string())),
-        }
-        Self::from_lookup(|name| std::env::var(name).ok())
+        let env = Environment::load()?;
+        Self::from_lookup(|name| env.get(name))
     }
 
     /// Builds a configuration from any variable source (used by [`Config::from_env`] and tests).
@@ -125,27 +207,56 @@ impl Config {
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
-        let secs = |name: &str, default: Duration| -> Result<Duration, ConfigError> {
-            get(name).map_or(Ok(default), |v| positive(name, &v).map(Duration::from_secs))
-        };
-        let millis = |name: &str, default: Duration| -> Result<Duration, ConfigError> {
+        let secs = |name: &str, default: Duration, max: Duration| {
             get(name).map_or(Ok(default), |v| {
-                positive(name, &v).map(Duration::from_millis)
+                bounded(name, &v, max.as_secs()).map(Duration::from_secs)
             })
         };
-        let redis_url = match get("REDIS_URL") {
-            Some(url) => check_url(&url)?,
-            None => assemble_url(&get)?,
+        let millis = |name: &str, default: Duration| {
+            get(name).map_or(Ok(default), |v| {
+                bounded(name, &v, millis_of(MAX_TIMEOUT)).map(Duration::from_millis)
+            })
         };
+        let flag = |name: &str, default: bool| get(name).map_or(Ok(default), |v| boolean(name, &v));
+        let tls = get("REDIS_SSL")
+            .map(|v| boolean("REDIS_SSL", &v))
+            .transpose()?;
+        let redis_url = match get("REDIS_URL") {
+            Some(url) => {
+                let url = check_url(&url)?;
+                if tls == Some(true) && !url.starts_with("rediss://") {
+                    return Err(ConfigError::invalid(
+                        "REDIS_SSL",
+                        "true",
+                        format!(
+                            "REDIS_URL `{}` is not a `rediss://` URL: use `rediss://` (or unset \
+                             REDIS_SSL), so that a plaintext connection is never made by mistake",
+                            redact_url(&url)
+                        ),
+                    ));
+                }
+                if get("REDIS_PASSWORD").is_some() && !has_password(&url) {
+                    return Err(ConfigError::invalid(
+                        "REDIS_PASSWORD",
+                        "***",
+                        "REDIS_URL is set, so REDIS_PASSWORD would be ignored: put the password \
+                         in REDIS_URL (`redis://user:password@host`) instead",
+                    ));
+                }
+                url
+            }
+            None => assemble_url(&get, tls.unwrap_or(false))?,
+        };
+        let max_ttl = secs("CACHE_MAX_TTL", d.max_ttl, MAX_TTL_LIMIT)?;
         Ok(Self {
-            enabled: get("CACHE_ENABLED").map_or(Ok(true), |v| boolean("CACHE_ENABLED", &v))?,
-            redis_enabled: get("REDIS_ENABLED")
-                .map_or(Ok(false), |v| boolean("REDIS_ENABLED", &v))?,
+            enabled: flag("CACHE_ENABLED", true)?,
+            redis_enabled: flag("REDIS_ENABLED", false)?,
             redis_url,
-            default_ttl: secs("CACHE_TTL", d.default_ttl)?,
-            short_ttl: secs("CACHE_SHORT_TTL", d.short_ttl)?,
-            long_ttl: secs("CACHE_LONG_TTL", d.long_ttl)?,
-            max_ttl: secs("CACHE_MAX_TTL", d.max_ttl)?,
+            redis_tls_ca: get("REDIS_TLS_CA_CERT").map(PathBuf::from),
+            default_ttl: secs("CACHE_TTL", d.default_ttl, MAX_TTL_LIMIT)?,
+            short_ttl: secs("CACHE_SHORT_TTL", d.short_ttl, MAX_TTL_LIMIT)?,
+            long_ttl: secs("CACHE_LONG_TTL", d.long_ttl, MAX_TTL_LIMIT)?,
+            max_ttl,
             prefix: var("CACHE_PREFIX").unwrap_or_default(),
             fallback: match get("CACHE_FALLBACK").as_deref() {
                 None | Some("memory") => Fallback::Memory,
@@ -158,22 +269,54 @@ impl Config {
                     ));
                 }
             },
+            fallback_ttl: secs("CACHE_FALLBACK_TTL", d.fallback_ttl, MAX_TTL_LIMIT)?,
             op_timeout: millis("REDIS_TIMEOUT_MS", d.op_timeout)?,
             connect_timeout: millis("REDIS_CONNECT_TIMEOUT_MS", d.connect_timeout)?,
+            failure_threshold: get("REDIS_FAILURE_THRESHOLD")
+                .map_or(Ok(u64::from(d.failure_threshold)), |v| {
+                    bounded("REDIS_FAILURE_THRESHOLD", &v, 1_000)
+                })?
+                .try_into()
+                .unwrap_or(u32::MAX),
+            flight_timeout: millis("CACHE_FLIGHT_TIMEOUT_MS", d.flight_timeout)?,
             max_value_bytes: get("CACHE_MAX_VALUE_BYTES")
                 .map_or(Ok(d.max_value_bytes as u64), |v| {
-                    positive("CACHE_MAX_VALUE_BYTES", &v)
+                    bounded("CACHE_MAX_VALUE_BYTES", &v, u64::from(u32::MAX))
                 })?
                 .try_into()
                 .unwrap_or(usize::MAX),
+            memory_capacity_bytes: get("CACHE_MEMORY_BYTES")
+                .map_or(Ok(d.memory_capacity_bytes), |v| {
+                    bounded("CACHE_MEMORY_BYTES", &v, u64::MAX)
+                })?,
+            outage_file: get("CACHE_OUTAGE_FILE").map(PathBuf::from),
             ..d
         })
     }
+
+    /// The prefix as keys use it: empty, or ending in `:`.
+    pub(crate) fn key_prefix(&self) -> String {
+        match self.prefix.as_str() {
+            "" => String::new(),
+            p if p.ends_with(':') => p.to_owned(),
+            p => format!("{p}:"),
+        }
+    }
 }
 
-fn positive(name: &str, value: &str) -> Result<u64, ConfigError> {
+fn millis_of(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A positive integer no larger than `max`.
+fn bounded(name: &str, value: &str, max: u64) -> Result<u64, ConfigError> {
     match value.parse::<u64>() {
-        Ok(n) if n > 0 => Ok(n),
+        Ok(n) if n > 0 && n <= max => Ok(n),
+        Ok(n) if n > max => Err(ConfigError::invalid(
+            name,
+            value,
+            format!("expected at most {max}"),
+        )),
         _ => Err(ConfigError::invalid(
             name,
             value,
@@ -203,15 +346,38 @@ fn check_url(url: &str) -> Result<String, ConfigError> {
     } else {
         Err(ConfigError::invalid(
             "REDIS_URL",
-            url,
+            redact_url(url),
             "expected a `redis://` or `rediss://` URL",
         ))
     }
 }
 
-fn assemble_url(get: &impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+/// The user-info part of a URL (`user:password` in `scheme://user:password@host`), if any.
+fn user_info(url: &str) -> Option<(usize, &str)> {
+    let start = url.find("://")? + 3;
+    let authority_end = url[start..].find('/').map_or(url.len(), |i| start + i);
+    let at = url[start..authority_end].rfind('@')?;
+    Some((start, &url[start..start + at]))
+}
+
+fn has_password(url: &str) -> bool {
+    user_info(url).is_some_and(|(_, info)| info.contains(':'))
+}
+
+/// `url` with the password replaced by `***`, for logs and errors.
+pub(crate) fn redact_url(url: &str) -> String {
+    match user_info(url) {
+        Some((start, info)) if info.contains(':') => {
+            let user = info.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..start], &url[start + info.len()..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn assemble_url(get: &impl Fn(&str) -> Option<String>, tls: bool) -> Result<String, ConfigError> {
     let host = get("REDIS_HOST").unwrap_or_else(|| "127.0.0.1".to_owned());
-    if host.contains(['/', '@', ' ']) {
+    if host.contains(['/', '@', ' ', '?', '#']) {
         return Err(ConfigError::invalid(
             "REDIS_HOST",
             host,
@@ -237,13 +403,17 @@ fn assemble_url(get: &impl Fn(&str) -> Option<String>) -> Result<String, ConfigE
             .map_err(|_| ConfigError::invalid("REDIS_DB", v, "expected a database number"))?,
         None => 0,
     };
-    let tls = get("REDIS_SSL").map_or(Ok(false), |v| boolean("REDIS_SSL", &v))?;
     let scheme = if tls { "rediss" } else { "redis" };
-    let auth = get("REDIS_PASSWORD").map_or(String::new(), |p| format!(":{}@", percent_encode(&p)));
+    let user = get("REDIS_USERNAME").map(|u| percent_encode(&u));
+    let auth = match (user, get("REDIS_PASSWORD")) {
+        (user, Some(p)) => format!("{}:{}@", user.unwrap_or_default(), percent_encode(&p)),
+        (Some(user), None) => format!("{user}@"),
+        (None, None) => String::new(),
+    };
     Ok(format!("{scheme}://{auth}{host}:{port}/{db}"))
 }
 
-/// Percent-encodes everything but unreserved URL characters (for passwords in URLs).
+/// Percent-encodes everything but unreserved URL characters (for user names and passwords).
 fn percent_encode(s: &str) -> String {
     use std::fmt::Write;
     let mut out = String::with_capacity(s.len());
@@ -276,6 +446,7 @@ mod tests {
         assert_eq!(c.default_ttl, Duration::from_secs(300));
         assert_eq!(c.redis_url, "redis://127.0.0.1:6379/0");
         assert_eq!(c.fallback, Fallback::Memory);
+        assert_eq!(c.fallback_ttl, Duration::from_secs(10));
         assert_eq!(c.prefix, "");
     }
 
@@ -290,10 +461,33 @@ mod tests {
             ("CACHE_FALLBACK", "disk"),
             ("REDIS_URL", "http://x"),
             ("REDIS_TIMEOUT_MS", "1.5"),
+            ("CACHE_MEMORY_BYTES", "lots"),
+            ("REDIS_FAILURE_THRESHOLD", "0"),
         ] {
             let msg = from(&[(name, value)]).unwrap_err().to_string();
             assert!(msg.contains(name) && msg.contains(value), "{msg}");
         }
+    }
+
+    /// R17: values that overflowed `Duration` or `Instant` arithmetic are errors naming the
+    /// variable, not panics later.
+    #[test]
+    fn r17_huge_durations_are_errors() {
+        for (name, value) in [
+            ("CACHE_MAX_TTL", "18446744073709551615"),
+            ("CACHE_MAX_TTL", "9300000000000000000"),
+            ("CACHE_TTL", "315360001"),
+            ("CACHE_FALLBACK_TTL", "18446744073709551615"),
+            ("REDIS_TIMEOUT_MS", "18446744073709551615"),
+            ("CACHE_FLIGHT_TIMEOUT_MS", "3600001"),
+        ] {
+            let msg = from(&[(name, value)]).unwrap_err().to_string();
+            assert!(msg.contains(name) && msg.contains("at most"), "{msg}");
+        }
+        assert_eq!(
+            from(&[("CACHE_MAX_TTL", "315360000")]).unwrap().max_ttl,
+            MAX_TTL_LIMIT
+        );
     }
 
     #[test]
@@ -307,7 +501,91 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.redis_url, "rediss://:p%40ss%20word@cache.local:6380/2");
+        let c = from(&[("REDIS_USERNAME", "app"), ("REDIS_PASSWORD", "pw")]).unwrap();
+        assert_eq!(c.redis_url, "redis://app:pw@127.0.0.1:6379/0");
         let c = from(&[("REDIS_URL", "redis://h:1/3"), ("REDIS_PORT", "9")]).unwrap();
         assert_eq!(c.redis_url, "redis://h:1/3");
+    }
+
+    /// R19: `REDIS_SSL=true` never silently connects in plaintext; a password beside a URL
+    /// without one is not silently dropped.
+    #[test]
+    fn r19_conflicting_tls_and_password_settings_are_errors() {
+        let e = from(&[("REDIS_URL", "redis://h:1/0"), ("REDIS_SSL", "true")]).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("REDIS_SSL") && msg.contains("rediss://"),
+            "{msg}"
+        );
+        assert!(from(&[("REDIS_URL", "rediss://h:1/0"), ("REDIS_SSL", "true")]).is_ok());
+        assert!(from(&[("REDIS_URL", "redis://h:1/0"), ("REDIS_SSL", "false")]).is_ok());
+        let e = from(&[("REDIS_URL", "redis://h:1/0"), ("REDIS_PASSWORD", "pw")]).unwrap_err();
+        assert!(e.to_string().contains("REDIS_PASSWORD"), "{e}");
+        assert!(!e.to_string().contains("pw@") && !e.to_string().contains("`pw`"));
+    }
+
+    /// R19: no password in `Debug` or in errors.
+    #[test]
+    fn r19_secrets_are_redacted() {
+        let c = from(&[("REDIS_URL", "redis://app:hunter2@h:1/0")]).unwrap();
+        let debug = format!("{c:?}");
+        assert!(
+            !debug.contains("hunter2") && debug.contains("app:***@h:1/0"),
+            "{debug}"
+        );
+        let e = from(&[("REDIS_URL", "http://app:hunter2@h")]).unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        let e = from(&[("REDIS_URL", "redis://:hunter2@h/0"), ("REDIS_SSL", "1")]).unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        assert_eq!(redact_url("redis://h:1/0"), "redis://h:1/0");
+        assert_eq!(redact_url("rediss://:pw@h/0"), "rediss://:***@h/0");
+        assert_eq!(redact_url("redis://user@h/0"), "redis://user@h/0");
+    }
+
+    /// R25: prefixes `a` and `ab` cannot produce the same key.
+    #[test]
+    fn r25_prefix_ends_with_a_separator() {
+        let prefixed = |p: &str| {
+            Config {
+                prefix: p.to_owned(),
+                ..Config::default()
+            }
+            .key_prefix()
+        };
+        assert_eq!(prefixed(""), "");
+        assert_eq!(prefixed("app"), "app:");
+        assert_eq!(prefixed("app:"), "app:");
+        assert_ne!(
+            format!("{}busers:1", prefixed("a")),
+            format!("{}users:1", prefixed("ab"))
+        );
+    }
+
+    /// R18: `.env` is read into a map; the process environment wins and is not modified.
+    #[test]
+    fn r18_dotenv_is_read_without_touching_the_environment() {
+        let dir = std::env::temp_dir().join(format!("cache-runtime-env-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(".env");
+        std::fs::write(
+            &path,
+            "CACHE_RUNTIME_TEST_ONLY_IN_FILE=file\nPATH=not-the-path\nCACHE_TTL=42\n",
+        )
+        .unwrap();
+        let env = Environment::from_path(&path).unwrap();
+        assert_eq!(
+            env.get("CACHE_RUNTIME_TEST_ONLY_IN_FILE").as_deref(),
+            Some("file")
+        );
+        assert!(std::env::var("CACHE_RUNTIME_TEST_ONLY_IN_FILE").is_err());
+        assert_ne!(env.get("PATH").as_deref(), Some("not-the-path"));
+        let c = Config::from_lookup(|n| env.get(n)).unwrap();
+        assert_eq!(c.default_ttl, Duration::from_secs(42));
+        std::fs::write(&path, "BROKEN='unterminated\n").unwrap();
+        assert!(matches!(
+            Environment::from_path(&path),
+            Err(ConfigError::DotEnv(_))
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -12,11 +12,17 @@
 //! with a parent-death signal (via `setpriv --pdeathsig KILL` when available),
 //! so it does not outlive a test binary that is itself killed.
 //!
+//! [`RedisServer::builder`] ([`RedisServerBuilder`]) starts servers configured
+//! like real deployments: TLS with certificates generated on the fly, a
+//! password, ACL users, a memory limit with an eviction policy, persistence
+//! and any other directive, all kept across restarts.
+//!
 //! [`wait_until`] and [`wait_until_blocking`] poll a condition until it holds
 //! or a timeout expires.
 
 mod redis_server;
+mod tls;
 mod wait;
 
-pub use redis_server::RedisServer;
+pub use redis_server::{RedisServer, RedisServerBuilder};
 pub use wait::{wait_until, wait_until_blocking};

@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
-use redis::{FromRedisValue, RedisResult, Value};
+use redis::{FromRedisValue, RedisResult, TlsCertificates, Value};
 
+use crate::tls::{self, TlsFiles};
 use crate::wait_until_blocking;
 
 /// Panic message used when no `redis-server` binary can be found.
@@ -39,6 +40,12 @@ const OUTPUT_FILE: &str = "redis.out";
 /// Constructors return only once the server answers `PING` and statistics
 /// have been reset with `CONFIG RESETSTAT`.
 ///
+/// [`RedisServer::builder`] starts servers configured like real deployments:
+/// TLS, a password, ACL users, a memory limit or any other directive. The
+/// blocking helpers ([`cli`](Self::cli), [`query`](Self::query),
+/// [`info_stat`](Self::info_stat), ...) and [`client`](Self::client) speak TLS
+/// and authenticate as the default user wherever that is configured.
+///
 /// Dropping the handle resumes (`SIGCONT`), kills (`SIGKILL`) and reaps the
 /// process and removes the directory, so no server outlives its test even if
 /// the test panics.
@@ -48,11 +55,233 @@ const OUTPUT_FILE: &str = "redis.out";
 pub struct RedisServer {
     port: u16,
     dir: PathBuf,
-    persistent: bool,
+    config: ServerConfig,
     child: Option<Child>,
 }
 
+/// Configures and starts a [`RedisServer`]; created by [`RedisServer::builder`].
+///
+/// Every option is kept for [`RedisServer::restart`], which brings the server
+/// back with the same certificates, passwords, ACL users and limits.
+///
+/// ```no_run
+/// use integration_tests::RedisServer;
+///
+/// let server = RedisServer::builder()
+///     .tls()
+///     .requirepass("pw")
+///     .acl_user("app", "s3cret", "on ~* &* +@all")
+///     .maxmemory(8 << 20, "allkeys-lru")
+///     .start();
+/// assert_eq!(server.url(), format!("rediss://:pw@127.0.0.1:{}/", server.port()));
+/// let _ca = server.ca_cert_path().expect("a TLS server has a CA");
+/// ```
+#[derive(Debug, Clone, Default)]
+#[must_use = "a builder does nothing until `start` is called"]
+pub struct RedisServerBuilder {
+    persistent: bool,
+    tls: bool,
+    requirepass: Option<String>,
+    acl_users: Vec<AclUser>,
+    maxmemory: Option<(u64, String)>,
+    args: Vec<(String, String)>,
+}
+
+impl RedisServerBuilder {
+    /// Persists every write like [`RedisServer::start_persistent`]
+    /// (`--appendonly yes --appendfsync always`), so acknowledged writes
+    /// survive [`kill`](RedisServer::kill) followed by
+    /// [`restart`](RedisServer::restart).
+    pub fn persistent(mut self) -> Self {
+        self.persistent = true;
+        self
+    }
+
+    /// Listens with TLS only: `--port 0 --tls-port <free port>` with
+    /// `--tls-auth-clients no` (clients need no certificate of their own).
+    ///
+    /// A fresh self-signed CA and a server certificate for `127.0.0.1` and
+    /// `localhost` signed by it are generated at [`start`](Self::start) and
+    /// written as PEM files into the server directory;
+    /// [`RedisServer::ca_cert_path`] gives the CA for clients, and
+    /// [`RedisServer::url`] becomes `rediss://127.0.0.1:<port>/`.
+    pub fn tls(mut self) -> Self {
+        self.tls = true;
+        self
+    }
+
+    /// Requires `password` for the default user (`--requirepass`).
+    /// [`RedisServer::url`] then carries it (`redis://:<password>@...`), and
+    /// the harness's helpers authenticate with it.
+    pub fn requirepass(mut self, password: impl Into<String>) -> Self {
+        self.requirepass = Some(password.into());
+        self
+    }
+
+    /// Creates the ACL user `name` with `password` and the ACL `rules`
+    /// (whitespace-separated, as after `ACL SETUSER <name>`), e.g.
+    /// `acl_user("app", "s3cret", "on ~* &* +@all")`. A new user is `off`
+    /// and may do nothing until the rules say otherwise.
+    ///
+    /// Passed as a `--user` directive, so the user exists as soon as the
+    /// server answers and again after every restart. May be called several
+    /// times. The helpers keep using the default user; connect as this user
+    /// with [`RedisServer::url_as`].
+    pub fn acl_user(
+        mut self,
+        name: impl Into<String>,
+        password: impl Into<String>,
+        rules: impl Into<String>,
+    ) -> Self {
+        self.acl_users.push(AclUser {
+            name: name.into(),
+            password: password.into(),
+            rules: rules.into(),
+        });
+        self
+    }
+
+    /// Limits memory to `bytes` with the eviction `policy`
+    /// (`--maxmemory <bytes> --maxmemory-policy <policy>`, e.g. `allkeys-lru`
+    /// or `noeviction`).
+    pub fn maxmemory(mut self, bytes: u64, policy: impl Into<String>) -> Self {
+        self.maxmemory = Some((bytes, policy.into()));
+        self
+    }
+
+    /// Adds any other configuration directive as `--<name> <value>`, e.g.
+    /// `arg("notify-keyspace-events", "KEA")`. A leading `--` on `name` is
+    /// optional; `value` is passed as one argument.
+    ///
+    /// Extra directives come last on the command line, so they override the
+    /// harness's defaults (e.g. `arg("appendfsync", "everysec")`). Use the
+    /// dedicated methods for the port, TLS, `requirepass` and ACL users: the
+    /// harness must know about those to reach the server.
+    pub fn arg(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        let name = name.into();
+        let name = name.strip_prefix("--").map(str::to_owned).unwrap_or(name);
+        self.args.push((name, value.into()));
+        self
+    }
+
+    /// Starts the configured server on a free loopback port and waits until
+    /// it answers `PING` (over TLS and authenticated where configured).
+    ///
+    /// # Panics
+    ///
+    /// Like [`RedisServer::start`]; also if the certificates cannot be
+    /// generated or the server rejects the configuration (the panic message
+    /// shows the end of its log).
+    pub fn start(self) -> RedisServer {
+        RedisServer::launch(self)
+    }
+}
+
+/// An ACL user created at server start (see [`RedisServerBuilder::acl_user`]).
+#[derive(Debug, Clone)]
+struct AclUser {
+    name: String,
+    password: String,
+    rules: String,
+}
+
+/// The configuration a [`RedisServer`] was started with; reused by restarts.
+#[derive(Debug, Clone)]
+struct ServerConfig {
+    persistent: bool,
+    tls: Option<TlsFiles>,
+    requirepass: Option<String>,
+    acl_users: Vec<AclUser>,
+    maxmemory: Option<(u64, String)>,
+    args: Vec<(String, String)>,
+}
+
+impl ServerConfig {
+    /// The final configuration of `builder` for a server living in `dir`
+    /// (generates the TLS certificates there).
+    fn new(builder: RedisServerBuilder, dir: &Path) -> Result<Self, String> {
+        let RedisServerBuilder {
+            persistent,
+            tls,
+            requirepass,
+            acl_users,
+            maxmemory,
+            args,
+        } = builder;
+        let tls = if tls {
+            Some(
+                tls::generate(dir)
+                    .map_err(|err| format!("cannot create TLS certificates: {err}"))?,
+            )
+        } else {
+            None
+        };
+        Ok(Self {
+            persistent,
+            tls,
+            requirepass,
+            acl_users,
+            maxmemory,
+            args,
+        })
+    }
+
+    /// `rediss` for TLS servers, `redis` otherwise.
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        }
+    }
+
+    /// The URL of the server on `port` with the given credentials
+    /// (percent-encoded).
+    fn url(&self, port: u16, user: Option<&str>, password: Option<&str>) -> String {
+        let auth = match (user, password) {
+            (None, None) => String::new(),
+            (user, password) => format!(
+                "{}:{}@",
+                percent_encode(user.unwrap_or_default()),
+                percent_encode(password.unwrap_or_default())
+            ),
+        };
+        format!("{}://{auth}127.0.0.1:{port}/", self.scheme())
+    }
+
+    /// The URL the harness itself uses: the default user, with
+    /// `requirepass` if set.
+    fn default_url(&self, port: u16) -> String {
+        self.url(port, None, self.requirepass.as_deref())
+    }
+
+    /// A client for `url` that trusts this server's CA if `url` is a
+    /// `rediss://` URL and the server has TLS.
+    fn client(&self, url: &str) -> RedisResult<redis::Client> {
+        match &self.tls {
+            Some(files) if url.starts_with("rediss://") => {
+                tls::install_crypto_provider();
+                let root_cert = fs::read(&files.ca_cert)?;
+                redis::Client::build_with_tls(
+                    url,
+                    TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(root_cert),
+                    },
+                )
+            }
+            _ => redis::Client::open(url),
+        }
+    }
+}
+
 impl RedisServer {
+    /// A builder for servers with TLS, passwords, ACL users, a memory limit
+    /// or other directives; see [`RedisServerBuilder`].
+    pub fn builder() -> RedisServerBuilder {
+        RedisServerBuilder::default()
+    }
+
     /// Starts a non-persistent server (`--save "" --appendonly no`) on a free
     /// loopback port and waits until it answers `PING`.
     ///
@@ -61,7 +290,7 @@ impl RedisServer {
     /// If `redis-server` is not installed (the message contains an install
     /// hint) or the server cannot be started after a few attempts.
     pub fn start() -> Self {
-        Self::launch(false)
+        Self::builder().start()
     }
 
     /// Starts a server with `--appendonly yes --appendfsync always`, so every
@@ -72,22 +301,26 @@ impl RedisServer {
     ///
     /// Like [`RedisServer::start`].
     pub fn start_persistent() -> Self {
-        Self::launch(true)
+        Self::builder().persistent().start()
     }
 
-    fn launch(persistent: bool) -> Self {
+    fn launch(builder: RedisServerBuilder) -> Self {
         // Fail with the install hint before creating anything.
         redis_server_binary();
         let dir = make_temp_dir();
+        let config = ServerConfig::new(builder, &dir).unwrap_or_else(|err| {
+            let _ = fs::remove_dir_all(&dir);
+            panic!("failed to configure redis-server: {err}");
+        });
         let mut errors = Vec::new();
         for _ in 0..START_ATTEMPTS {
             let port = free_port();
-            match spawn_ready(port, &dir, persistent) {
+            match spawn_ready(port, &dir, &config) {
                 Ok(child) => {
                     let server = Self {
                         port,
                         dir,
-                        persistent,
+                        config,
                         child: Some(child),
                     };
                     server.reset_stats();
@@ -104,17 +337,53 @@ impl RedisServer {
         );
     }
 
-    /// The TCP port the server listens on (stable across restarts).
+    /// The TCP port the server listens on (stable across restarts); for a
+    /// TLS server its TLS port, the only one it listens on.
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// Connection URL of the server, `redis://127.0.0.1:<port>/`.
+    /// Connection URL of the server as the default user:
+    /// `redis://127.0.0.1:<port>/`, `rediss://` for a TLS server, with the
+    /// password if one is required (`redis://:<password>@127.0.0.1:<port>/`,
+    /// percent-encoded).
+    ///
+    /// Clients of a TLS server must trust [`ca_cert_path`](Self::ca_cert_path);
+    /// [`client`](Self::client) does.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        self.config.default_url(self.port)
     }
 
-    /// The server's private temporary directory (working dir, logs, AOF).
+    /// Like [`url`](Self::url) but without credentials, e.g. to check that
+    /// the server refuses unauthenticated commands.
+    pub fn url_without_auth(&self) -> String {
+        self.config.url(self.port, None, None)
+    }
+
+    /// The URL for logging in as `user` with `password` (both
+    /// percent-encoded), e.g. an ACL user of
+    /// [`RedisServerBuilder::acl_user`]: `redis://<user>:<password>@127.0.0.1:<port>/`.
+    pub fn url_as(&self, user: &str, password: &str) -> String {
+        self.config.url(self.port, Some(user), Some(password))
+    }
+
+    /// The password of the default user, if the server was built with
+    /// [`RedisServerBuilder::requirepass`].
+    pub fn password(&self) -> Option<&str> {
+        self.config.requirepass.as_deref()
+    }
+
+    /// The CA certificate (PEM) that signed a TLS server's certificate, for
+    /// clients to trust; `None` unless built with [`RedisServerBuilder::tls`].
+    pub fn ca_cert_path(&self) -> Option<&Path> {
+        self.config
+            .tls
+            .as_ref()
+            .map(|files| files.ca_cert.as_path())
+    }
+
+    /// The server's private temporary directory (working dir, logs, AOF,
+    /// TLS certificates).
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -134,8 +403,9 @@ impl RedisServer {
     }
 
     /// Starts the server again on the same port and in the same directory
-    /// (a persistent server reloads its AOF) and waits until it answers
-    /// `PING`. Kills the current process first if it is still running.
+    /// with the same configuration (certificates, passwords, ACL users,
+    /// limits; a persistent server reloads its AOF) and waits until it
+    /// answers `PING`. Kills the current process first if it is still running.
     ///
     /// Binding is retried for about 5 s in case the port lingers.
     ///
@@ -146,7 +416,7 @@ impl RedisServer {
         self.kill();
         let deadline = Instant::now() + RESTART_TIMEOUT;
         loop {
-            match spawn_ready(self.port, &self.dir, self.persistent) {
+            match spawn_ready(self.port, &self.dir, &self.config) {
                 Ok(child) => {
                     self.child = Some(child);
                     self.reset_stats();
@@ -195,15 +465,34 @@ impl RedisServer {
         }
     }
 
-    /// A `redis` client for this server (no connection is opened yet).
+    /// A `redis` client for [`url`](Self::url) (no connection is opened yet):
+    /// the default user, trusting the server's CA if it has TLS. Works for
+    /// synchronous and tokio connections.
+    ///
+    /// # Panics
+    ///
+    /// If the CA certificate of a TLS server cannot be read.
     pub fn client(&self) -> redis::Client {
-        redis::Client::open(self.url()).expect("valid redis URL")
+        self.client_for(&self.url())
+    }
+
+    /// A `redis` client for any `url` of this server, e.g. from
+    /// [`url_as`](Self::url_as) or [`url_without_auth`](Self::url_without_auth).
+    /// A `rediss://` URL trusts the server's CA if the server has TLS.
+    ///
+    /// # Panics
+    ///
+    /// If `url` is not a valid redis URL or the CA cannot be read.
+    pub fn client_for(&self, url: &str) -> redis::Client {
+        self.config
+            .client(url)
+            .unwrap_or_else(|err| panic!("cannot create a client for {url}: {err}"))
     }
 
     /// Runs one command (`args[0]` is the command name) on a fresh
     /// synchronous connection, with `timeout` for connecting (including the
-    /// handshake), writing and reading. All failures, including error
-    /// replies, are returned as `Err`.
+    /// TLS and `AUTH` handshake), writing and reading. All failures,
+    /// including error replies, are returned as `Err`.
     ///
     /// # Panics
     ///
@@ -219,7 +508,8 @@ impl RedisServer {
     /// If `args` is empty.
     pub fn try_query<T: FromRedisValue>(&self, args: &[&str], timeout: Duration) -> RedisResult<T> {
         let (name, rest) = args.split_first().expect("a command needs a name");
-        let mut con = self.client().get_connection_with_timeout(timeout)?;
+        let client = self.config.client(&self.url())?;
+        let mut con = client.get_connection_with_timeout(timeout)?;
         con.set_read_timeout(Some(timeout))?;
         con.set_write_timeout(Some(timeout))?;
         let mut cmd = redis::cmd(name);
@@ -431,7 +721,7 @@ fn pdeathsig_supported() -> bool {
 }
 
 /// Builds the command line of a server on `port` living in `dir`.
-fn server_command(port: u16, dir: &Path, persistent: bool) -> io::Result<Command> {
+fn server_command(port: u16, dir: &Path, config: &ServerConfig) -> io::Result<Command> {
     let binary = redis_server_binary();
     let mut cmd = if pdeathsig_supported() {
         // The kernel kills the server when the spawning thread exits; see
@@ -442,9 +732,24 @@ fn server_command(port: u16, dir: &Path, persistent: bool) -> io::Result<Command
     } else {
         Command::new(binary)
     };
-    cmd.arg("--port")
-        .arg(port.to_string())
-        .args(["--bind", "127.0.0.1"])
+    match &config.tls {
+        None => {
+            cmd.arg("--port").arg(port.to_string());
+        }
+        Some(files) => {
+            cmd.args(["--port", "0"])
+                .arg("--tls-port")
+                .arg(port.to_string())
+                .arg("--tls-cert-file")
+                .arg(&files.cert)
+                .arg("--tls-key-file")
+                .arg(&files.key)
+                .arg("--tls-ca-cert-file")
+                .arg(&files.ca_cert)
+                .args(["--tls-auth-clients", "no"]);
+        }
+    }
+    cmd.args(["--bind", "127.0.0.1"])
         .args(["--daemonize", "no"])
         .args(["--protected-mode", "no"])
         .args(["--save", ""])
@@ -452,10 +757,30 @@ fn server_command(port: u16, dir: &Path, persistent: bool) -> io::Result<Command
         .arg(dir)
         .arg("--logfile")
         .arg(dir.join(LOG_FILE));
-    if persistent {
+    if config.persistent {
         cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
     } else {
         cmd.args(["--appendonly", "no"]);
+    }
+    if let Some(password) = &config.requirepass {
+        cmd.arg("--requirepass").arg(password);
+    }
+    for user in &config.acl_users {
+        // One argument per token: redis-server quotes each argument, so a password with spaces
+        // stays one token, and the rules become separate ones.
+        cmd.arg("--user")
+            .arg(&user.name)
+            .arg(format!(">{}", user.password))
+            .args(user.rules.split_whitespace());
+    }
+    if let Some((bytes, policy)) = &config.maxmemory {
+        cmd.arg("--maxmemory")
+            .arg(bytes.to_string())
+            .arg("--maxmemory-policy")
+            .arg(policy);
+    }
+    for (name, value) in &config.args {
+        cmd.arg(format!("--{name}")).arg(value);
     }
     let output: File = OpenOptions::new()
         .create(true)
@@ -506,8 +831,8 @@ fn spawn(cmd: Command) -> io::Result<Child> {
 /// Spawns a server on `port` and waits until *it* (not some other process
 /// that grabbed the port) answers `PING`. On failure the child is reaped and
 /// a description of the failure is returned.
-fn spawn_ready(port: u16, dir: &Path, persistent: bool) -> Result<Child, String> {
-    let cmd = server_command(port, dir, persistent)
+fn spawn_ready(port: u16, dir: &Path, config: &ServerConfig) -> Result<Child, String> {
+    let cmd = server_command(port, dir, config)
         .map_err(|err| format!("cannot prepare {}: {err}", dir.display()))?;
     let mut child = match spawn(cmd) {
         Ok(child) => child,
@@ -525,14 +850,17 @@ fn spawn_ready(port: u16, dir: &Path, persistent: bool) -> Result<Child, String>
                 return Err(format!("cannot query redis-server status: {err}"));
             }
         }
-        if probe(port).is_ok_and(|pid| pid == Some(child.id())) {
-            return Ok(child);
-        }
+        let last_error = match probe(port, config) {
+            Ok(Some(pid)) if pid == child.id() => return Ok(child),
+            Ok(Some(pid)) => format!("PING answered by another process ({pid})"),
+            Ok(None) => String::from("PING not answered with PONG"),
+            Err(err) => err,
+        };
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
             return Err(format!(
-                "redis-server did not answer PING within {READY_TIMEOUT:?}"
+                "redis-server did not answer PING within {READY_TIMEOUT:?} (last probe: {last_error})"
             ));
         }
         std::thread::sleep(PROBE_INTERVAL);
@@ -541,13 +869,55 @@ fn spawn_ready(port: u16, dir: &Path, persistent: bool) -> Result<Child, String>
 
 /// Sends `PING` and, if it is answered with `PONG` (not e.g. `-LOADING`),
 /// returns the `process_id` reported by `INFO server`.
-fn probe(port: u16) -> io::Result<Option<u32>> {
+///
+/// Plain servers are probed over a raw socket (authenticating first if a
+/// password is required); TLS servers with the redis-rs TLS client.
+fn probe(port: u16, config: &ServerConfig) -> Result<Option<u32>, String> {
+    if config.tls.is_some() {
+        probe_tls(port, config).map_err(|err| err.to_string())
+    } else {
+        probe_plain(port, config.requirepass.as_deref()).map_err(|err| err.to_string())
+    }
+}
+
+/// [`probe`] with redis-rs over TLS, as the default user.
+fn probe_tls(port: u16, config: &ServerConfig) -> RedisResult<Option<u32>> {
+    let client = config.client(&config.default_url(port))?;
+    let mut con = client.get_connection_with_timeout(PROBE_TIMEOUT)?;
+    con.set_read_timeout(Some(PROBE_TIMEOUT))?;
+    con.set_write_timeout(Some(PROBE_TIMEOUT))?;
+    let pong: String = redis::cmd("PING").query(&mut con)?;
+    if pong != "PONG" {
+        return Ok(None);
+    }
+    let info: String = redis::cmd("INFO").arg("server").query(&mut con)?;
+    Ok(info_field(&info, "process_id").and_then(|pid| pid.parse().ok()))
+}
+
+/// [`probe`] over a raw TCP socket; sends `AUTH <password>` first if given.
+fn probe_plain(port: u16, password: Option<&str>) -> io::Result<Option<u32>> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut stream = TcpStream::connect_timeout(&addr, PROBE_TIMEOUT)?;
     stream.set_read_timeout(Some(PROBE_TIMEOUT))?;
     stream.set_write_timeout(Some(PROBE_TIMEOUT))?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut line = String::new();
+
+    if let Some(password) = password {
+        // RESP array, so that any password bytes are sent verbatim.
+        let mut auth = format!("*2\r\n$4\r\nAUTH\r\n${}\r\n", password.len()).into_bytes();
+        auth.extend_from_slice(password.as_bytes());
+        auth.extend_from_slice(b"\r\n");
+        stream.write_all(&auth)?;
+        reader.read_line(&mut line)?;
+        if line.trim_end() != "+OK" {
+            return Err(io::Error::other(format!(
+                "AUTH answered {:?}",
+                line.trim_end()
+            )));
+        }
+        line.clear();
+    }
 
     stream.write_all(b"PING\r\n")?;
     reader.read_line(&mut line)?;
@@ -571,6 +941,20 @@ fn probe(port: u16) -> io::Result<Option<u32>> {
     Ok(info_field(&body, "process_id").and_then(|pid| pid.parse().ok()))
 }
 
+/// Percent-encodes everything but RFC 3986 unreserved characters, for the
+/// user and password parts of a URL.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 /// Whether every thread of `pid` is in the stopped state (`T` in `/proc/<pid>/task/*/stat`).
 fn all_threads_stopped(pid: u32) -> bool {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
@@ -587,7 +971,7 @@ fn all_threads_stopped(pid: u32) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{command_calls, info_field};
+    use super::{command_calls, info_field, percent_encode};
 
     const COMMANDSTATS: &str = "# Commandstats\r\n\
         cmdstat_keys:calls=3,usec=10,usec_per_call=3.33,rejected_calls=0,failed_calls=0\r\n\
@@ -599,6 +983,14 @@ mod tests {
         assert_eq!(info_field(info, "total_connections_received"), Some("42"));
         assert_eq!(info_field(info, "keyspace_hits"), Some("0"));
         assert_eq!(info_field(info, "keyspace"), None);
+    }
+
+    #[test]
+    fn percent_encodes_credentials() {
+        assert_eq!(percent_encode("s3cret-._~"), "s3cret-._~");
+        assert_eq!(percent_encode("p@ss word:/%"), "p%40ss%20word%3A%2F%25");
+        assert_eq!(percent_encode("é"), "%C3%A9");
+        assert_eq!(percent_encode(""), "");
     }
 
     #[test]

@@ -1,13 +1,14 @@
-//! Tests of the test harness itself: process control of [`RedisServer`].
+//! Tests of the test harness itself: process control of [`RedisServer`] and the
+//! deployment-like configurations of [`RedisServer::builder`].
 
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use integration_tests::{RedisServer, wait_until, wait_until_blocking};
-use redis::Value;
+use redis::{Commands, RedisResult, TlsCertificates, Value};
 
 /// Whether `pid` names a live (non-zombie) process.
 fn process_alive(pid: u32) -> bool {
@@ -50,6 +51,10 @@ fn start_answers_ping() {
     );
     let pid = server.pid().expect("running");
     assert!(process_alive(pid));
+    // Without the builder's options: plaintext, no password, no certificates.
+    assert_eq!(server.url_without_auth(), server.url());
+    assert_eq!(server.password(), None);
+    assert_eq!(server.ca_cert_path(), None);
 }
 
 #[test]
@@ -352,4 +357,393 @@ fn orphan(info_file: &std::ffi::OsStr) {
     std::fs::write(&tmp, format!("{pid} {}\n", server.dir().display())).expect("write info");
     std::fs::rename(&tmp, info_file).expect("publish info");
     std::thread::sleep(Duration::from_secs(60));
+}
+
+// ---------------------------------------------------------------------------------------------
+// RedisServer::builder: deployment-like configurations
+// ---------------------------------------------------------------------------------------------
+
+/// Runs one command on a fresh connection of `client` (1 s timeouts).
+fn run(client: &redis::Client, args: &[&str]) -> RedisResult<Value> {
+    let mut con = client.get_connection_with_timeout(Duration::from_secs(1))?;
+    con.set_read_timeout(Some(Duration::from_secs(1)))?;
+    let mut cmd = redis::cmd(args[0]);
+    for arg in &args[1..] {
+        cmd.arg(*arg);
+    }
+    cmd.query(&mut con)
+}
+
+/// A TLS client for `url` trusting `ca` (PEM), built like an application would.
+fn tls_client(url: &str, ca: &std::path::Path) -> redis::Client {
+    let root_cert = std::fs::read(ca).expect("read CA");
+    redis::Client::build_with_tls(
+        url,
+        TlsCertificates {
+            client_tls: None,
+            root_cert: Some(root_cert),
+        },
+    )
+    .expect("TLS client")
+}
+
+/// Sends a plaintext `PING` over a raw socket and returns whatever comes back (empty if the
+/// server closes the connection).
+fn raw_ping(port: u16) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("set timeout");
+    stream.write_all(b"PING\r\n").expect("write");
+    let mut reply = Vec::new();
+    // Read one reply line, or until the server closes the connection (a reset counts as
+    // closed, a timeout as no reply).
+    let mut buf = [0; 256];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                reply.extend_from_slice(&buf[..n]);
+                if reply.ends_with(b"\r\n") {
+                    break;
+                }
+            }
+        }
+    }
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+/// The value of a configuration parameter (`CONFIG GET`), through the harness.
+fn config_get(server: &RedisServer, name: &str) -> String {
+    let pair: (String, String) = server.query(&["CONFIG", "GET", name]);
+    assert_eq!(pair.0, name);
+    pair.1
+}
+
+/// Whether `redis-server` refuses a plaintext `PING` on `port` (TLS-only servers do).
+fn plaintext_refused(server: &RedisServer) -> bool {
+    let plain = redis::Client::open(format!("redis://127.0.0.1:{}/", server.port())).expect("url");
+    run(&plain, &["PING"]).is_err() && !raw_ping(server.port()).contains("PONG")
+}
+
+#[test]
+fn tls_server_answers_tls_clients_and_refuses_plaintext() {
+    let server = RedisServer::builder().tls().start();
+    let port = server.port();
+    assert_eq!(server.url(), format!("rediss://127.0.0.1:{port}/"));
+    assert_eq!(server.url_without_auth(), server.url());
+    let ca = server
+        .ca_cert_path()
+        .expect("a TLS server has a CA")
+        .to_owned();
+    assert!(ca.starts_with(server.dir()), "{}", ca.display());
+    let pem = std::fs::read_to_string(&ca).expect("read CA");
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
+
+    // The harness's own helpers speak TLS.
+    assert_eq!(ping(&server), pong());
+    server.cli(&["SET", "k", "v"]);
+    assert_eq!(server.query::<String>(&["GET", "k"]), "v");
+    assert!(server.info_stat("total_connections_received") > 0);
+    // TLS only: the plaintext port is disabled.
+    assert_eq!(config_get(&server, "port"), "0");
+    assert_eq!(config_get(&server, "tls-port"), port.to_string());
+
+    // An application's TLS client trusting the CA, by IP address and by name.
+    let client = tls_client(&server.url(), &ca);
+    assert_eq!(
+        run(&client, &["GET", "k"]).expect("GET over TLS"),
+        Value::BulkString(b"v".to_vec())
+    );
+    let client = tls_client(&format!("rediss://localhost:{port}/"), &ca);
+    assert_eq!(run(&client, &["PING"]).expect("PING via localhost"), pong());
+    // OpenSSL clients accept the files too.
+    let output = Command::new("redis-cli")
+        .args(["--tls", "--cacert"])
+        .arg(&ca)
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "PING"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run redis-cli (Debian's redis-tools, installed with redis-server)");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "PONG",
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // A TLS client that does not trust the CA is refused: the certificate is really checked.
+    let untrusting = redis::Client::open(server.url()).expect("url");
+    let err = run(&untrusting, &["PING"]).expect_err("unknown CA must be refused");
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "expected a certificate error, got {err}"
+    );
+    // So are plaintext clients.
+    let plain = redis::Client::open(format!("redis://127.0.0.1:{port}/")).expect("url");
+    let err = run(&plain, &["PING"]).expect_err("plaintext must be refused");
+    assert!(
+        err.is_io_error() || err.is_timeout() || err.is_unrecoverable_error(),
+        "{err}"
+    );
+    assert!(!raw_ping(port).contains("PONG"));
+    assert!(plaintext_refused(&server));
+}
+
+#[tokio::test]
+async fn tls_server_serves_async_clients() {
+    let server = RedisServer::builder().tls().start();
+    let mut con = server
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("async TLS connection");
+    let () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query_async(&mut con)
+        .await
+        .expect("SET");
+    let value: String = redis::cmd("GET")
+        .arg("k")
+        .query_async(&mut con)
+        .await
+        .expect("GET");
+    assert_eq!(value, "v");
+}
+
+#[test]
+fn requirepass_refuses_unauthenticated_commands() {
+    let password = "pa ss@word:/";
+    let server = RedisServer::builder().requirepass(password).start();
+    let port = server.port();
+    assert_eq!(server.password(), Some(password));
+    assert_eq!(
+        server.url(),
+        format!("redis://:pa%20ss%40word%3A%2F@127.0.0.1:{port}/")
+    );
+    assert_eq!(
+        server.url_without_auth(),
+        format!("redis://127.0.0.1:{port}/")
+    );
+
+    // Without the password: NOAUTH.
+    let anonymous = server.client_for(&server.url_without_auth());
+    let err = run(&anonymous, &["PING"]).expect_err("unauthenticated PING must fail");
+    assert_eq!(err.code(), Some("NOAUTH"), "{err}");
+    assert!(raw_ping(port).starts_with("-NOAUTH"), "{}", raw_ping(port));
+    // A wrong password is refused at connect.
+    let wrong = server.client_for(&server.url_as("default", "wrong"));
+    let err = run(&wrong, &["PING"]).expect_err("wrong password must fail");
+    assert_eq!(err.kind(), redis::ErrorKind::AuthenticationFailed, "{err}");
+
+    // The URL's password works, for applications and for the harness.
+    let client = redis::Client::open(server.url()).expect("url");
+    assert_eq!(run(&client, &["PING"]).expect("authenticated PING"), pong());
+    assert_eq!(ping(&server), pong());
+    assert_eq!(server.query::<String>(&["ACL", "WHOAMI"]), "default");
+    assert!(server.info_stat("total_connections_received") > 0);
+}
+
+#[test]
+fn acl_users_authenticate_with_their_passwords() {
+    let server = RedisServer::builder()
+        .acl_user("app", "s3cret", "on ~* &* +@all")
+        .acl_user("reader", "re ad", "on ~* +@read +@connection")
+        .start();
+
+    let app = server.client_for(&server.url_as("app", "s3cret"));
+    let mut con = app.get_connection().expect("log in as app");
+    let whoami: String = redis::cmd("ACL")
+        .arg("WHOAMI")
+        .query(&mut con)
+        .expect("WHOAMI");
+    assert_eq!(whoami, "app");
+    let () = con.set("k", "v").expect("app may write");
+
+    let err = run(
+        &server.client_for(&server.url_as("app", "wrong")),
+        &["PING"],
+    )
+    .expect_err("wrong password must fail");
+    assert_eq!(err.kind(), redis::ErrorKind::AuthenticationFailed, "{err}");
+    let err = run(
+        &server.client_for(&server.url_as("nobody", "s3cret")),
+        &["PING"],
+    )
+    .expect_err("unknown user must fail");
+    assert_eq!(err.kind(), redis::ErrorKind::AuthenticationFailed, "{err}");
+
+    // The rules apply: `reader` (password with a space) may read but not write.
+    let reader = server.client_for(&server.url_as("reader", "re ad"));
+    assert_eq!(
+        run(&reader, &["GET", "k"]).expect("reader may read"),
+        Value::BulkString(b"v".to_vec())
+    );
+    let err = run(&reader, &["SET", "k", "w"]).expect_err("reader must not write");
+    assert_eq!(err.code(), Some("NOPERM"), "{err}");
+
+    // The harness keeps using the default user.
+    assert_eq!(server.query::<String>(&["ACL", "WHOAMI"]), "default");
+    let mut users: Vec<String> = server.query(&["ACL", "USERS"]);
+    users.sort();
+    assert_eq!(users, ["app", "default", "reader"]);
+}
+
+#[test]
+fn acl_users_with_requirepass() {
+    let server = RedisServer::builder()
+        .requirepass("admin")
+        .acl_user("app", "s3cret", "on ~app:* +@all")
+        .start();
+    // The helpers authenticate as the default user with `requirepass`.
+    assert_eq!(server.query::<String>(&["ACL", "WHOAMI"]), "default");
+    let app = server.client_for(&server.url_as("app", "s3cret"));
+    assert_eq!(
+        run(&app, &["SET", "app:k", "v"]).expect("own key"),
+        Value::Okay
+    );
+    let err = run(&app, &["SET", "other", "v"]).expect_err("foreign key");
+    assert_eq!(err.code(), Some("NOPERM"), "{err}");
+    let err = run(&server.client_for(&server.url_without_auth()), &["PING"]).expect_err("NOAUTH");
+    assert_eq!(err.code(), Some("NOAUTH"), "{err}");
+}
+
+/// Writes `count` keys with values of `size` bytes through one pipelined connection; returns
+/// the first error reply, if any.
+fn fill(server: &RedisServer, count: usize, size: usize) -> RedisResult<()> {
+    let mut con = server.client().get_connection().expect("connect");
+    let value = vec![b'x'; size];
+    for chunk in (0..count).collect::<Vec<_>>().chunks(100) {
+        let mut pipe = redis::pipe();
+        for i in chunk {
+            pipe.set(format!("key:{i}"), &value).ignore();
+        }
+        pipe.exec(&mut con)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn maxmemory_with_allkeys_lru_evicts() {
+    let limit: u64 = 4 << 20;
+    let server = RedisServer::builder()
+        .maxmemory(limit, "allkeys-lru")
+        .start();
+    assert_eq!(config_get(&server, "maxmemory"), limit.to_string());
+    assert_eq!(config_get(&server, "maxmemory-policy"), "allkeys-lru");
+    assert_eq!(server.info_stat("evicted_keys"), 0);
+
+    // 16 MiB of values into 4 MiB.
+    let count = 4000;
+    fill(&server, count, 4096).expect("allkeys-lru never refuses writes");
+    let evicted = server.info_stat("evicted_keys");
+    assert!(evicted > 0, "no key evicted");
+    let dbsize: usize = server.query(&["DBSIZE"]);
+    assert!(dbsize < count, "{dbsize} keys kept");
+    let used: u64 = server
+        .info_field("memory", "used_memory")
+        .expect("used_memory")
+        .parse()
+        .expect("number");
+    assert!(
+        used <= limit + (1 << 20),
+        "used_memory {used} far above the limit"
+    );
+}
+
+#[test]
+fn maxmemory_with_noeviction_refuses_writes() {
+    let server = RedisServer::builder()
+        .maxmemory(4 << 20, "noeviction")
+        .start();
+    let err = fill(&server, 4000, 4096).expect_err("a full noeviction server refuses writes");
+    // A pipeline error lists the failed commands' replies.
+    assert!(err.to_string().contains("OOM"), "{err}");
+    assert_eq!(server.info_stat("evicted_keys"), 0);
+    let dbsize: usize = server.query(&["DBSIZE"]);
+    assert!(dbsize > 0, "the first writes fit");
+}
+
+#[test]
+fn arg_passes_any_directive() {
+    let server = RedisServer::builder()
+        .arg("hz", "25")
+        .arg("--notify-keyspace-events", "Kx")
+        .start();
+    assert_eq!(config_get(&server, "hz"), "25");
+    assert_eq!(config_get(&server, "notify-keyspace-events"), "xK");
+}
+
+#[test]
+fn rejected_configuration_panics_with_the_log() {
+    let result =
+        std::panic::catch_unwind(|| RedisServer::builder().arg("no-such-directive", "1").start());
+    let err = result.expect_err("an unknown directive must fail the start");
+    let message = err
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| err.downcast_ref::<&str>().copied())
+        .unwrap_or_default();
+    assert!(
+        message.contains("failed to start redis-server"),
+        "{message}"
+    );
+    assert!(message.contains("no-such-directive"), "{message}");
+}
+
+#[test]
+fn restart_keeps_the_configuration() {
+    let limit: u64 = 8 << 20;
+    let mut server = RedisServer::builder()
+        .tls()
+        .persistent()
+        .requirepass("pw")
+        .acl_user("app", "s3cret", "on ~* &* +@all")
+        .maxmemory(limit, "allkeys-lru")
+        .arg("hz", "25")
+        .start();
+    let port = server.port();
+    let url = server.url();
+    let ca = server.ca_cert_path().expect("CA").to_owned();
+    let ca_pem = std::fs::read(&ca).expect("read CA");
+    server.cli(&["SET", "k", "v"]);
+
+    for restart in 0..2 {
+        // First after a kill, then of a running server.
+        if restart == 0 {
+            server.kill();
+        }
+        server.restart();
+        assert_eq!(server.port(), port);
+        assert_eq!(server.url(), url);
+        assert_eq!(
+            std::fs::read(&ca).expect("read CA"),
+            ca_pem,
+            "certificates kept"
+        );
+
+        // Same TLS certificate: a client trusting the original CA still connects.
+        let app = tls_client(&server.url_as("app", "s3cret"), &ca);
+        assert_eq!(
+            run(&app, &["ACL", "WHOAMI"]).expect("app logs in"),
+            Value::BulkString(b"app".to_vec())
+        );
+        let wrong = tls_client(&server.url_as("app", "wrong"), &ca);
+        let err = run(&wrong, &["PING"]).expect_err("wrong password");
+        assert_eq!(err.kind(), redis::ErrorKind::AuthenticationFailed, "{err}");
+        let anonymous = tls_client(&server.url_without_auth(), &ca);
+        let err = run(&anonymous, &["PING"]).expect_err("NOAUTH");
+        assert_eq!(err.code(), Some("NOAUTH"), "{err}");
+        assert!(plaintext_refused(&server));
+
+        assert_eq!(config_get(&server, "maxmemory"), limit.to_string());
+        assert_eq!(config_get(&server, "maxmemory-policy"), "allkeys-lru");
+        assert_eq!(config_get(&server, "hz"), "25");
+        assert_eq!(config_get(&server, "appendonly"), "yes");
+        assert_eq!(
+            server.query::<Option<String>>(&["GET", "k"]).as_deref(),
+            Some("v")
+        );
+    }
 }

@@ -9,27 +9,19 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::markers::Marker;
+
+pub(crate) use crate::error::KeyError;
+
+/// How a JSON `null` renders in a key: values always escape `%`, so no string renders so.
+const NULL: &str = "%00n";
+
 /// Escaped argument values longer than this are replaced by their hash.
 pub(crate) const MAX_VALUE_LEN: usize = 64;
 /// Keys longer than this are not cached (the call goes straight through, counted as an error).
 pub const MAX_KEY_LEN: usize = 1024;
 /// Namespace of invalidation markers; templates may not start with it.
 pub(crate) const MARKER_NS: &str = "__inv:";
-
-/// Why a key could not be built.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum KeyError {
-    /// An argument could not be serialized.
-    #[error("argument `{0}` cannot be serialized: {1}")]
-    Serialize(&'static str, String),
-    /// The rendered key exceeds [`MAX_KEY_LEN`].
-    #[error("key longer than {MAX_KEY_LEN} bytes")]
-    TooLong,
-    /// The key is empty, has an empty segment, or uses the reserved marker namespace.
-    #[error("malformed key `{0}`")]
-    Malformed(String),
-}
 
 /// Builds one key (or invalidation pattern) from template parts. Used by the macro expansions
 /// through `__private`, and usable directly.
@@ -58,7 +50,8 @@ impl KeyBuilder {
     }
 
     /// Appends an argument value, escaped (and hashed when long). Strings appear as themselves,
-    /// numbers and booleans as their JSON text, anything else as its JSON.
+    /// numbers and booleans as their JSON text, `null` (a `None`) as `%00n`, which no escaped
+    /// string can be (REVIEW R23), and anything else as its JSON.
     pub fn value<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) -> &mut Self {
         // Most values' JSON (an id, a short name) fits on the stack.
         let mut json = smallvec::SmallVec::<[u8; 64]>::new();
@@ -73,20 +66,39 @@ impl KeyBuilder {
                     Err(e) => self.fail(KeyError::Serialize(name, e.to_string())),
                 },
             },
+            Ok(json) if json[..] == *b"null" => self.key.push_str(NULL),
             Ok(json) => push_escaped(&mut self.key, &String::from_utf8_lossy(&json)),
             Err(e) => self.fail(KeyError::Serialize(name, e.to_string())),
         }
         self
     }
 
-    /// Feeds an argument into the `:<hash>` suffix (blake3 over its serde_json form).
+    /// Feeds an argument into the `:<hash>` suffix: blake3 over its name and its serde_json
+    /// form, map keys sorted (a `HashMap` iterates in a per-process order, and every instance
+    /// must build the same key).
     pub fn hash<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) -> &mut Self {
         let hashed = self.hashed.get_or_insert_with(|| Vec::with_capacity(64));
-        // Length-free framing: each value is JSON (self-delimiting) followed by a separator byte
-        // that JSON text never contains unescaped.
-        match serde_json::to_writer(&mut *hashed, value) {
+        let start = hashed.len();
+        // `name=<json>\n`: names are identifiers and JSON is self-delimiting, so the
+        // concatenation of several arguments is unambiguous.
+        hashed.extend_from_slice(name.as_bytes());
+        hashed.push(b'=');
+        let json = hashed.len();
+        let written = serde_json::to_writer(&mut *hashed, value).and_then(|()| {
+            // Only JSON with an object in it can depend on a map's iteration order.
+            if hashed[json..].contains(&b'{') {
+                let parsed = serde_json::from_slice::<serde_json::Value>(&hashed[json..])?;
+                hashed.truncate(json);
+                serde_json::to_writer(&mut *hashed, &canonical(parsed))?;
+            }
+            Ok(())
+        });
+        match written {
             Ok(()) => hashed.push(b'\n'),
-            Err(e) => self.fail(KeyError::Serialize(name, e.to_string())),
+            Err(e) => {
+                hashed.truncate(start);
+                self.fail(KeyError::Serialize(name, e.to_string()));
+            }
         }
         self
     }
@@ -133,6 +145,25 @@ pub(crate) fn check_key(key: &str) -> Result<(), KeyError> {
         return Err(KeyError::Malformed(key.to_owned()));
     }
     Ok(())
+}
+
+/// `value` with every object's keys in sorted order, whatever map type serialized it.
+fn canonical(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k, canonical(v)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(canonical).collect()),
+        other => other,
+    }
 }
 
 fn push_hash(out: &mut String, hash: &blake3::Hash) {
@@ -187,7 +218,7 @@ pub(crate) fn push_escaped(out: &mut String, value: &str) {
 }
 
 /// What an invalidation names.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Pattern {
     /// Every entry (`*`): the global epoch.
     All,
@@ -219,28 +250,14 @@ impl Pattern {
         })
     }
 
-    /// The marker key (without the cache prefix) that this pattern bumps.
-    pub(crate) fn marker(&self) -> String {
+    /// The marker this pattern bumps.
+    pub(crate) fn marker(&self) -> Marker<'_> {
         match self {
-            Self::All => format!("{MARKER_NS}*"),
-            Self::Prefix(p) => format!("{MARKER_NS}{p}:*"),
-            Self::Exact(k) => format!("{MARKER_NS}{k}"),
+            Self::All => Marker::All,
+            Self::Prefix(p) => Marker::Prefix(p),
+            Self::Exact(k) => Marker::Exact(k),
         }
     }
-}
-
-/// The markers an entry under `key` is checked against, in a fixed order: the epoch, one per
-/// proper segment prefix, and the key's own. The stores compute the same list without
-/// allocating; this is its reference definition.
-#[cfg(test)]
-pub(crate) fn markers_for(key: &str) -> Vec<String> {
-    let mut markers = Vec::with_capacity(4);
-    markers.push(Pattern::All.marker());
-    for (i, _) in key.match_indices(':') {
-        markers.push(format!("{MARKER_NS}{}:*", &key[..i]));
-    }
-    markers.push(format!("{MARKER_NS}{key}"));
-    markers
 }
 
 #[cfg(test)]
@@ -335,17 +352,8 @@ mod tests {
             assert!(Pattern::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(
-            markers_for("users:42:tasks"),
-            [
-                "__inv:*",
-                "__inv:users:*",
-                "__inv:users:42:*",
-                "__inv:users:42:tasks"
-            ]
-        );
-        assert_eq!(
             Pattern::parse("users:42:*").unwrap().marker(),
-            "__inv:users:42:*"
+            Marker::Prefix("users:42")
         );
     }
 }

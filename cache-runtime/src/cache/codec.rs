@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use crate::store::Gens;
+use super::store::Gens;
 
 /// Envelope format version; anything else under a key is a foreign entry, hence a miss.
 const VERSION: u32 = 1;

@@ -1,0 +1,228 @@
+//! [`CacheBuilder`]: configuration in code.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::store::degrading::Degrading;
+use super::store::memory::MemoryStore;
+use super::{Cache, Inner};
+use crate::config::{Config, ConfigError, Fallback, MAX_TTL_LIMIT};
+
+/// Builds a [`Cache`] from code; starts from [`Config::default`] (Redis disabled, memory
+/// fallback). Every setter has an environment variable that [`Config::from_env`] reads.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), cache_runtime::ConfigError> {
+/// use std::time::Duration;
+/// use cache_runtime::{Cache, Fallback};
+///
+/// let cache = Cache::builder()
+///     .default_ttl(Duration::from_secs(60))
+///     .prefix("myapp")
+///     .fallback(Fallback::Memory)
+///     .build()
+///     .await?;
+/// assert_eq!(cache.mode(), cache_runtime::Mode::Memory);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct CacheBuilder {
+    config: Config,
+    #[cfg(feature = "redis")]
+    client: Option<crate::RedisClient>,
+}
+
+impl CacheBuilder {
+    /// Starts from an existing configuration (e.g. [`Config::from_env`]).
+    pub fn from_config(config: Config) -> Self {
+        Self {
+            config,
+            ..Self::default()
+        }
+    }
+
+    /// Replaces the whole configuration.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// `false` turns caching off entirely (see [`Config::enabled`]).
+    pub fn enabled(mut self, enabled: bool) -> Self {
+        self.config.enabled = enabled;
+        self
+    }
+
+    /// Enables Redis at `url` (`redis://`, or `rediss://` with the `tls` feature; a user name
+    /// and password in the URL authenticate, as an ACL user when a name is given).
+    pub fn redis_url(mut self, url: impl Into<String>) -> Self {
+        self.config.redis_url = url.into();
+        self.config.redis_enabled = true;
+        self
+    }
+
+    /// Turns Redis on or off (off: no connection is ever opened).
+    pub fn redis_enabled(mut self, enabled: bool) -> Self {
+        self.config.redis_enabled = enabled;
+        self
+    }
+
+    /// Uses an existing client (shared with other modules) instead of opening one. Its own
+    /// timeouts and breaker apply to the cache's Redis operations.
+    #[cfg(feature = "redis")]
+    pub fn redis_client(mut self, client: crate::RedisClient) -> Self {
+        self.client = Some(client);
+        self.config.redis_enabled = true;
+        self
+    }
+
+    /// The CA certificate (PEM file) that signed the Redis server's certificate.
+    pub fn redis_tls_ca(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.redis_tls_ca = Some(path.into());
+        self
+    }
+
+    /// Default TTL for entries without their own (at most ten years).
+    pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        self.config.default_ttl = ttl.min(MAX_TTL_LIMIT);
+        self
+    }
+
+    /// Upper bound for entry TTLs (at most ten years).
+    pub fn max_ttl(mut self, ttl: Duration) -> Self {
+        self.config.max_ttl = ttl.min(MAX_TTL_LIMIT);
+        self
+    }
+
+    /// Prefix prepended to every key this cache writes (a `:` is added if it does not end
+    /// with one).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.config.prefix = prefix.into();
+        self
+    }
+
+    /// What serves when Redis is disabled or down.
+    pub fn fallback(mut self, fallback: Fallback) -> Self {
+        self.config.fallback = fallback;
+        self
+    }
+
+    /// Longest life of an in-process entry while Redis is enabled but unreachable.
+    pub fn fallback_ttl(mut self, ttl: Duration) -> Self {
+        self.config.fallback_ttl = ttl.min(MAX_TTL_LIMIT);
+        self
+    }
+
+    /// Bound on the Redis operations of one call together.
+    pub fn op_timeout(mut self, timeout: Duration) -> Self {
+        self.config.op_timeout = timeout;
+        self
+    }
+
+    /// Bound on connecting to Redis, at start-up and when reconnecting.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.connect_timeout = timeout;
+        self
+    }
+
+    /// Consecutive failures that open the circuit breaker.
+    pub fn failure_threshold(mut self, failures: u32) -> Self {
+        self.config.failure_threshold = failures;
+        self
+    }
+
+    /// How long concurrent callers of one key wait for its load before loading on their own.
+    pub fn flight_timeout(mut self, timeout: Duration) -> Self {
+        self.config.flight_timeout = timeout;
+        self
+    }
+
+    /// Encoded values larger than this are not cached.
+    pub fn max_value_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_value_bytes = bytes;
+        self
+    }
+
+    /// What the in-process store may hold, per-entry overhead included.
+    pub fn memory_capacity(mut self, bytes: u64) -> Self {
+        self.config.memory_capacity_bytes = bytes;
+        self
+    }
+
+    /// A file that exists while invalidations wait for Redis (see [`Config::outage_file`]).
+    pub fn outage_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.outage_file = Some(path.into());
+        self
+    }
+
+    /// Builds the cache. Waits at most the connect timeout for Redis; an unreachable Redis is
+    /// not an error (the cache starts degraded and reconnects in the background).
+    ///
+    /// # Errors
+    /// A Redis URL the client cannot parse, `rediss://` without the `tls` feature, an
+    /// unreadable CA certificate.
+    pub async fn build(self) -> Result<Cache, ConfigError> {
+        let config = self.config;
+        let prefix = config.key_prefix();
+        #[cfg(feature = "redis")]
+        let redis = if config.enabled && config.redis_enabled {
+            let client = match self.client {
+                Some(client) => client,
+                None => crate::RedisClient::connect(&config).await?,
+            };
+            Some(super::store::redis::RedisCacheStore::new(
+                client,
+                prefix.clone(),
+                config.max_ttl,
+            ))
+        } else {
+            None
+        };
+        #[cfg(not(feature = "redis"))]
+        if config.redis_enabled {
+            tracing::warn!(
+                "REDIS_ENABLED is set but cache-runtime was built without its `redis` feature"
+            );
+        }
+        match (config.enabled, config.redis_enabled, config.fallback) {
+            (false, _, _) => tracing::info!("CACHE_ENABLED=false; caching is off"),
+            (true, true, _) => {}
+            (true, false, Fallback::Memory) => tracing::info!("redis disabled; caching in process"),
+            (true, false, _) => tracing::info!("redis disabled and no fallback; nothing is stored"),
+        }
+        let memory = (config.enabled && config.fallback == Fallback::Memory)
+            .then(|| MemoryStore::new(config.memory_capacity_bytes, config.max_ttl));
+        #[cfg(feature = "redis")]
+        let outage = redis.as_ref().map(|redis| {
+            let queue = Arc::new(super::outage::OutageQueue::new(
+                redis.clone(),
+                config.outage_file.clone(),
+            ));
+            let gate: Arc<dyn crate::redis::CloseGate> = queue.clone();
+            redis.client().add_gate(Arc::downgrade(&gate));
+            queue.adopt_leftovers();
+            queue
+        });
+        let store = Degrading::new(
+            #[cfg(feature = "redis")]
+            redis,
+            memory,
+            config.fallback_ttl,
+        );
+        Ok(Cache {
+            inner: Arc::new(Inner {
+                store,
+                prefix,
+                #[cfg(feature = "redis")]
+                outage,
+                stats: super::stats::Stats::default(),
+                flights: super::flight::Flights::default(),
+                config,
+            }),
+        })
+    }
+}

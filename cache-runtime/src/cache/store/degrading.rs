@@ -1,0 +1,192 @@
+//! [`Degrading`]: Redis while its breaker is closed, else the in-process store (if any), else
+//! nothing; a fill goes back to the store (and outage) its read came from.
+
+use std::time::Duration;
+
+use super::memory::MemoryStore;
+#[cfg(feature = "redis")]
+use super::redis::RedisCacheStore;
+use super::{Budget, CacheStore, Fetched, Fill, Origin, StoreError};
+use crate::cache::key::Pattern;
+use crate::cache::stats::Mode;
+
+#[derive(Debug)]
+pub(crate) struct Degrading {
+    #[cfg(feature = "redis")]
+    redis: Option<RedisCacheStore>,
+    memory: Option<MemoryStore>,
+    /// While Redis is enabled but not serving, in-process entries live at most this long
+    /// (REVIEW R9): other instances may be writing through Redis meanwhile.
+    fallback_ttl: Duration,
+}
+
+impl Degrading {
+    pub(crate) fn new(
+        #[cfg(feature = "redis")] redis: Option<RedisCacheStore>,
+        memory: Option<MemoryStore>,
+        fallback_ttl: Duration,
+    ) -> Self {
+        Self {
+            #[cfg(feature = "redis")]
+            redis,
+            memory,
+            fallback_ttl,
+        }
+    }
+
+    #[cfg(feature = "redis")]
+    pub(crate) fn redis(&self) -> Option<&RedisCacheStore> {
+        self.redis.as_ref()
+    }
+
+    #[cfg(feature = "redis")]
+    pub(crate) fn memory(&self) -> Option<&MemoryStore> {
+        self.memory.as_ref()
+    }
+
+    /// The store that serves now: one atomic load.
+    pub(crate) fn serving(&self) -> Origin {
+        #[cfg(feature = "redis")]
+        if let Some(redis) = &self.redis {
+            let state = redis.client().outage_epoch();
+            return match (state & 1 == 0, &self.memory) {
+                (true, _) => Origin::Redis,
+                (false, Some(_)) => Origin::Memory { epoch: state },
+                (false, None) => Origin::Nowhere,
+            };
+        }
+        match self.memory {
+            Some(_) => Origin::Memory { epoch: 0 },
+            None => Origin::Nowhere,
+        }
+    }
+
+    pub(crate) fn mode(&self) -> Mode {
+        match self.serving() {
+            Origin::Redis => Mode::Redis,
+            Origin::Memory { .. } => Mode::Memory,
+            Origin::Nowhere => Mode::Disabled,
+        }
+    }
+
+    /// In-process TTLs are capped while the in-process store stands in for Redis.
+    fn memory_ttl(&self, ttl: Duration) -> Duration {
+        #[cfg(feature = "redis")]
+        if self.redis.is_some() {
+            return ttl.min(self.fallback_ttl);
+        }
+        let _ = self.fallback_ttl;
+        ttl
+    }
+}
+
+impl CacheStore for Degrading {
+    async fn fetch(&self, keys: &[&str], budget: &mut Budget) -> Result<Vec<Fetched>, StoreError> {
+        #[cfg(not(feature = "redis"))]
+        let _ = budget;
+        match (self.serving(), &self.memory) {
+            #[cfg(feature = "redis")]
+            (Origin::Redis, _) => match &self.redis {
+                Some(redis) => redis.fetch(keys, budget).await,
+                None => Ok(keys.iter().map(|_| Fetched::default()).collect()),
+            },
+            (Origin::Memory { epoch }, Some(memory)) => {
+                Ok(keys.iter().map(|k| memory.fetch_at(k, epoch)).collect())
+            }
+            _ => Ok(keys.iter().map(|_| Fetched::default()).collect()),
+        }
+    }
+
+    async fn fetch_one(&self, key: &str, budget: &mut Budget) -> Result<Fetched, StoreError> {
+        #[cfg(not(feature = "redis"))]
+        let _ = budget;
+        match (self.serving(), &self.memory) {
+            #[cfg(feature = "redis")]
+            (Origin::Redis, _) => match &self.redis {
+                Some(redis) => redis.fetch_one(key, budget).await,
+                None => Ok(Fetched::default()),
+            },
+            (Origin::Memory { epoch }, Some(memory)) => Ok(memory.fetch_at(key, epoch)),
+            _ => Ok(Fetched::default()),
+        }
+    }
+
+    async fn prepare_fill(
+        &self,
+        key: &str,
+        fetched: &mut Fetched,
+        budget: &mut Budget,
+    ) -> Result<(), StoreError> {
+        match fetched.origin {
+            #[cfg(feature = "redis")]
+            Origin::Redis => match &self.redis {
+                Some(redis) => redis.prepare_fill(key, fetched, budget).await,
+                None => Ok(()),
+            },
+            _ => {
+                let _ = (key, budget);
+                Ok(())
+            }
+        }
+    }
+
+    async fn put(
+        &self,
+        fills: &[Fill<'_>],
+        ttl: Duration,
+        budget: &mut Budget,
+    ) -> Result<(), StoreError> {
+        let serving = self.serving();
+        match (serving, &self.memory) {
+            #[cfg(feature = "redis")]
+            (Origin::Redis, _) => {
+                let Some(redis) = &self.redis else {
+                    return Ok(());
+                };
+                if fills.iter().all(|f| f.origin == serving) {
+                    return redis.put(fills, ttl, budget).await;
+                }
+                let same: Vec<Fill<'_>> = fills
+                    .iter()
+                    .filter(|f| f.origin == serving)
+                    .cloned()
+                    .collect();
+                if same.is_empty() {
+                    return Ok(());
+                }
+                redis.put(&same, ttl, budget).await
+            }
+            (Origin::Memory { epoch }, Some(memory)) => {
+                let ttl = self.memory_ttl(ttl);
+                for fill in fills.iter().filter(|f| f.origin == serving) {
+                    memory.put_at(fill, ttl, epoch);
+                }
+                Ok(())
+            }
+            _ => {
+                let _ = budget;
+                Ok(())
+            }
+        }
+    }
+
+    async fn bump(&self, patterns: &[Pattern]) -> Result<(), StoreError> {
+        if let Some(memory) = &self.memory {
+            memory.bump_now(patterns);
+        }
+        #[cfg(feature = "redis")]
+        if let Some(redis) = &self.redis {
+            redis.bump(patterns).await?;
+        }
+        Ok(())
+    }
+
+    async fn sweep(&self, under: &str) -> Result<u64, StoreError> {
+        let in_memory = self.memory.as_ref().map_or(0, |m| m.sweep_now(under));
+        #[cfg(feature = "redis")]
+        if let (Origin::Redis, Some(redis)) = (self.serving(), &self.redis) {
+            return Ok(in_memory + redis.sweep(under).await?);
+        }
+        Ok(in_memory)
+    }
+}

@@ -1,0 +1,406 @@
+//! The cache's protocol on Redis, over the shared [`RedisClient`].
+//!
+//! * A read is one `MGET` of the entry and its markers.
+//! * A fill whose read found a marker absent first creates it (one script call, only then):
+//!   an entry is only ever recorded against markers that exist, so a marker that later expires,
+//!   is evicted (`allkeys-lru`) or vanishes in a restart reads as 0, which no entry recorded:
+//!   "changed" (REVIEW R1).
+//! * An invalidation is one script call: each marker gets `max(current + 1, server time in µs)`,
+//!   so a generation never repeats even when a marker was lost and is created again; the exact
+//!   keys are deleted in the same script. A marker holding anything but an integer (written by
+//!   someone else, or of another type) is replaced, never fatal (R21).
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use ::redis::{RedisWrite, Script, ToRedisArgs};
+
+use super::{Budget, CacheStore, Fetched, Fill, Origin, Raw, StoreError};
+use crate::cache::codec::ENTRY_MAGIC;
+use crate::cache::key::{MARKER_NS, Pattern};
+use crate::cache::markers::{self, Marker};
+use crate::redis::RedisClient;
+
+/// Gives markers new generations and deletes entries. KEYS: the markers, then the entries;
+/// ARGV[1]: the number of markers, ARGV[1 + i]: marker i's TTL in ms (0: none). Returns the
+/// new generations.
+static BUMP: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local n = tonumber(ARGV[1])
+local gens = {}
+for i = 1, n do
+  local ok, current = pcall(redis.call, 'GET', KEYS[i])
+  current = ok and tonumber(current) or nil
+  local g = now
+  if current and current >= now then g = current + 1 end
+  local ttl = tonumber(ARGV[1 + i])
+  if ttl > 0 then
+    redis.call('SET', KEYS[i], string.format('%.0f', g), 'PX', ttl)
+  else
+    redis.call('SET', KEYS[i], string.format('%.0f', g))
+  end
+  gens[i] = g
+end
+for i = n + 1, #KEYS do redis.call('DEL', KEYS[i]) end
+return gens",
+    )
+});
+
+/// Creates the markers that do not exist (or hold no integer) with a fresh generation and
+/// returns every marker's generation. KEYS: markers; ARGV[i]: marker i's TTL in ms (0: none).
+static PREPARE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local gens = {}
+for i, key in ipairs(KEYS) do
+  local ok, current = pcall(redis.call, 'GET', key)
+  local g = ok and tonumber(current) or nil
+  if not g then
+    g = now
+    local ttl = tonumber(ARGV[i])
+    if ttl > 0 then
+      redis.call('SET', key, string.format('%.0f', g), 'PX', ttl)
+    else
+      redis.call('SET', key, string.format('%.0f', g))
+    end
+  end
+  gens[i] = g
+end
+return gens",
+    )
+});
+
+/// Deletes the keys whose values are our envelopes: strings that start with `ARGV[1]`, read
+/// with GETRANGE (a whole value would be copied into Lua for 7 bytes), skipping other types
+/// (a hash under the prefix used to abort the whole script: REVIEW R14).
+static SWEEP: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local n = 0
+for _, k in ipairs(KEYS) do
+  if redis.call('TYPE', k).ok == 'string'
+     and redis.call('GETRANGE', k, 0, string.len(ARGV[1]) - 1) == ARGV[1] then
+    redis.call('DEL', k)
+    n = n + 1
+  end
+end
+return n",
+    )
+});
+
+/// Keys per SCAN page and per sweep script call: small enough that one call never blocks
+/// Redis noticeably for other clients.
+const SWEEP_BATCH: usize = 100;
+
+#[derive(Clone)]
+pub(crate) struct RedisCacheStore {
+    client: RedisClient,
+    /// The cache prefix, empty or ending in `:`.
+    prefix: String,
+    /// TTL of markers other than the epoch (which has none: it is one key, read by every
+    /// read, so it stays hot under LRU).
+    marker_ttl: Duration,
+}
+
+impl std::fmt::Debug for RedisCacheStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisCacheStore")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How an operation treats the breaker.
+#[derive(Clone, Copy)]
+pub(crate) enum Mode {
+    /// A request's operation: skipped while the breaker is open, feeds it.
+    Guarded,
+    /// Recovery and shutdown: runs with the breaker open, within this timeout.
+    Unguarded(Duration),
+}
+
+impl RedisCacheStore {
+    pub(crate) fn new(client: RedisClient, prefix: String, max_ttl: Duration) -> Self {
+        Self {
+            client,
+            prefix,
+            marker_ttl: max_ttl.saturating_add(Duration::from_secs(60)),
+        }
+    }
+
+    pub(crate) fn client(&self) -> &RedisClient {
+        &self.client
+    }
+
+    fn marker_ttl_ms(&self, marker: Marker<'_>) -> u64 {
+        match marker {
+            Marker::All => 0,
+            _ => millis(self.marker_ttl),
+        }
+    }
+
+    /// Bumps the markers of `patterns` and deletes their exact keys, in one script call.
+    pub(crate) async fn bump_in(&self, patterns: &[Pattern], mode: Mode) -> Result<(), StoreError> {
+        let mut invocation = BUMP.prepare_invoke();
+        for pattern in patterns {
+            invocation.key(pattern.marker().name(&self.prefix));
+        }
+        for pattern in patterns {
+            if let Pattern::Exact(key) = pattern {
+                invocation.key(format!("{}{key}", self.prefix));
+            }
+        }
+        invocation.arg(patterns.len());
+        for pattern in patterns {
+            invocation.arg(self.marker_ttl_ms(pattern.marker()));
+        }
+        let run = |mut c: crate::redis::Connection| async move {
+            invocation.invoke_async::<Vec<u64>>(&mut c).await
+        };
+        match mode {
+            Mode::Guarded => self.client.run(run).await,
+            Mode::Unguarded(timeout) => self.client.run_unguarded(timeout, run).await,
+        }
+        .map(drop)
+    }
+}
+
+impl CacheStore for RedisCacheStore {
+    async fn fetch(&self, keys: &[&str], budget: &mut Budget) -> Result<Vec<Fetched>, StoreError> {
+        let prefix = self.prefix.as_str();
+        // Sized up front: the arguments would otherwise regrow the buffer a few times per call.
+        let args = 1 + keys.iter().map(|k| 1 + markers::count(k)).sum::<usize>();
+        let bytes = keys
+            .iter()
+            .map(|k| (1 + markers::count(k)) * (prefix.len() + MARKER_NS.len() + k.len() + 2))
+            .sum::<usize>();
+        let mut cmd = ::redis::Cmd::with_capacity(args, bytes + 4);
+        cmd.arg("MGET");
+        for key in keys {
+            cmd.arg(KeyAndMarkers { prefix, key });
+        }
+        let values: Vec<Option<Vec<u8>>> = self
+            .client
+            .run_within(budget, |mut c| async move { cmd.query_async(&mut c).await })
+            .await?;
+        let mut values = values.into_iter();
+        Ok(keys
+            .iter()
+            .map(|key| Fetched {
+                value: values.next().flatten().map(Raw::Owned),
+                gens: values
+                    .by_ref()
+                    .take(markers::count(key))
+                    .map(|m| parse_gen(m.as_deref()))
+                    .collect(),
+                origin: Origin::Redis,
+            })
+            .collect())
+    }
+
+    async fn prepare_fill(
+        &self,
+        key: &str,
+        fetched: &mut Fetched,
+        budget: &mut Budget,
+    ) -> Result<(), StoreError> {
+        let absent: Vec<(usize, Marker<'_>)> = markers::of_key(key)
+            .enumerate()
+            .filter(|&(i, _)| fetched.gens.get(i).is_none_or(|&g| g == 0))
+            .collect();
+        if absent.is_empty() {
+            return Ok(());
+        }
+        let mut invocation = PREPARE.prepare_invoke();
+        for (_, marker) in &absent {
+            invocation.key(marker.name(&self.prefix));
+            invocation.arg(self.marker_ttl_ms(*marker));
+        }
+        let gens: Vec<u64> = self
+            .client
+            .run_within(budget, |mut c| async move {
+                invocation.invoke_async(&mut c).await
+            })
+            .await?;
+        fetched.gens.resize(markers::count(key), 0);
+        for ((i, _), generation) in absent.into_iter().zip(gens) {
+            fetched.gens[i] = generation;
+        }
+        Ok(())
+    }
+
+    async fn put(
+        &self,
+        entries: &[Fill<'_>],
+        ttl: Duration,
+        budget: &mut Budget,
+    ) -> Result<(), StoreError> {
+        let mut pipe = ::redis::pipe();
+        for fill in entries {
+            pipe.cmd("SET")
+                .arg(KeyArg {
+                    prefix: &self.prefix,
+                    key: fill.key,
+                })
+                .arg(&*fill.bytes)
+                .arg("PX")
+                .arg(millis(ttl))
+                .ignore();
+        }
+        self.client
+            .run_within(budget, |mut c| async move {
+                pipe.query_async::<()>(&mut c).await
+            })
+            .await
+    }
+
+    async fn bump(&self, patterns: &[Pattern]) -> Result<(), StoreError> {
+        self.bump_in(patterns, Mode::Guarded).await
+    }
+
+    async fn sweep(&self, under: &str) -> Result<u64, StoreError> {
+        if under.is_empty() && self.prefix.is_empty() {
+            // Every envelope in the database, other applications' included (REVIEW R14).
+            tracing::info!(
+                "CACHE_PREFIX is empty: entries are invalidated, not deleted from redis"
+            );
+            return Ok(0);
+        }
+        let pattern = format!("{}*", glob_escape(&format!("{}{under}", self.prefix)));
+        let marker_ns = format!("{}{MARKER_NS}", self.prefix);
+        // Administration: its own, longer timeout, and no say in the breaker (a big keyspace
+        // must not make this instance, or any other, stop using Redis).
+        let timeout = self.client.op_timeout().max(Duration::from_secs(1));
+        let mut cursor: u64 = 0;
+        let mut deleted = 0;
+        loop {
+            let mut scan = ::redis::cmd("SCAN");
+            scan.arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(SWEEP_BATCH);
+            let (next, keys): (u64, Vec<String>) = self
+                .client
+                .run_unguarded(
+                    timeout,
+                    |mut c| async move { scan.query_async(&mut c).await },
+                )
+                .await?;
+            let keys: Vec<String> = keys
+                .into_iter()
+                .filter(|k| !k.starts_with(&marker_ns))
+                .collect();
+            if !keys.is_empty() {
+                let mut invocation = SWEEP.prepare_invoke();
+                invocation.key(keys).arg(ENTRY_MAGIC);
+                let n: u64 = self
+                    .client
+                    .run_unguarded(timeout, |mut c| async move {
+                        invocation.invoke_async(&mut c).await
+                    })
+                    .await?;
+                deleted += n;
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+}
+
+/// A key with the cache prefix, written straight into the command buffer.
+struct KeyArg<'a> {
+    prefix: &'a str,
+    key: &'a str,
+}
+
+impl ToRedisArgs for KeyArg<'_> {
+    fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
+        use std::io::Write as _;
+        let mut w = out.writer_for_next_arg();
+        // Writing to the command buffer cannot fail.
+        let _ = w.write_all(self.prefix.as_bytes());
+        let _ = w.write_all(self.key.as_bytes());
+    }
+}
+
+/// A key and its markers as MGET arguments, written straight into the command buffer: the hit
+/// path allocates no marker names.
+struct KeyAndMarkers<'a> {
+    prefix: &'a str,
+    key: &'a str,
+}
+
+impl ToRedisArgs for KeyAndMarkers<'_> {
+    fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
+        use std::io::Write as _;
+        KeyArg {
+            prefix: self.prefix,
+            key: self.key,
+        }
+        .write_redis_args(out);
+        for marker in markers::of_key(self.key) {
+            let mut w = out.writer_for_next_arg();
+            for part in marker.name_parts(self.prefix) {
+                let _ = w.write_all(part.as_bytes());
+            }
+        }
+    }
+
+    fn num_of_args(&self) -> usize {
+        1 + markers::count(self.key)
+    }
+}
+
+/// A marker's value: its generation, or 0 when absent or not an integer (then "changed").
+fn parse_gen(bytes: Option<&[u8]>) -> u64 {
+    bytes
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mget_arguments_are_the_key_and_its_markers() {
+        for key in ["users", "users:42", "users:42:tasks"] {
+            let args = KeyAndMarkers { prefix: "p:", key }.to_redis_args();
+            let mut expected = vec![format!("p:{key}")];
+            expected.extend(markers::of_key(key).map(|m| m.name("p:")));
+            let args: Vec<String> = args
+                .into_iter()
+                .map(|a| String::from_utf8(a).unwrap())
+                .collect();
+            assert_eq!(args, expected);
+            assert_eq!(
+                KeyAndMarkers { prefix: "p:", key }.num_of_args(),
+                args.len()
+            );
+        }
+    }
+}

@@ -1,0 +1,338 @@
+//! The Redis foundation every Redis-backed module stands on: one connection per process,
+//! every operation under a short timeout, one circuit breaker, background recovery, and an
+//! outage epoch other modules can watch.
+//!
+//! redis-rs's `ConnectionManager` blocks a caller for seconds while it retries a dead server,
+//! and a plain multiplexed connection never recovers once dropped. So callers never connect:
+//! they use the current connection under the operation timeout or, with the breaker open, skip
+//! Redis after one atomic load; a background task reconnects, lets the modules that queued work
+//! during the outage catch up ([`CloseGate`]), and only then closes the breaker.
+
+mod breaker;
+mod conn;
+mod recovery;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+use ::redis::RedisError;
+use tokio::sync::watch;
+
+pub use breaker::Circuit;
+pub(crate) use conn::Connection;
+pub(crate) use recovery::CloseGate;
+
+use crate::config::{Config, ConfigError};
+use crate::sync::{lock, read};
+
+/// Why a Redis operation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    #[error("redis unavailable (circuit open)")]
+    Unavailable,
+    #[error("redis operation timed out")]
+    Timeout,
+    #[error("redis: {0}")]
+    Redis(#[from] RedisError),
+}
+
+/// How much of its Redis time one call has left: the operations of one call (a read, the
+/// markers a fill needs, the store-back) share one operation timeout, so a slow but alive
+/// Redis adds at most one timeout to a call, not one per operation (REVIEW R22).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Budget {
+    left: Duration,
+}
+
+impl Budget {
+    pub(crate) fn new(total: Duration) -> Self {
+        Self { left: total }
+    }
+}
+
+/// A Redis client shared by every module of the process: the cache, and the sessions, rate
+/// limits, pub/sub and locks built on it. Cheap to clone.
+///
+/// Built by [`crate::CacheBuilder::build`] (see [`crate::Cache::redis`]) or by
+/// [`RedisClient::connect`], and given to other modules so that they share its connection,
+/// breaker and recovery: a hung Redis then costs one short timeout per call whatever module
+/// makes the call.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use cache_runtime::{Cache, Config, RedisClient};
+///
+/// let config = Config::from_env()?;
+/// let redis = RedisClient::connect(&config).await?; // never fails for an unreachable Redis
+/// let cache = Cache::builder().config(config).redis_client(redis.clone()).build().await?;
+/// assert!(cache.redis().is_some());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct RedisClient {
+    shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    me: Weak<Shared>,
+    target: conn::Target,
+    conn: RwLock<Option<Connection>>,
+    breaker: breaker::Breaker,
+    op_timeout: Duration,
+    connect_timeout: Duration,
+    recovering: AtomicBool,
+    gates: Mutex<Vec<Weak<dyn CloseGate>>>,
+    /// The breaker's state word, for modules that react to outages.
+    outages: watch::Sender<u64>,
+    degraded: Mutex<Degraded>,
+}
+
+#[derive(Default)]
+struct Degraded {
+    since: Option<(Instant, SystemTime)>,
+    total: Duration,
+}
+
+impl std::fmt::Debug for RedisClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisClient")
+            .field("circuit", &self.circuit())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Redis' side of [`crate::Health`].
+#[derive(Debug, Clone, serde::Serialize)]
+#[non_exhaustive]
+pub struct RedisHealth {
+    /// Whether a PING answered within the operation timeout.
+    pub reachable: bool,
+    /// PING round trip in microseconds.
+    pub latency_us: Option<u64>,
+    /// The circuit breaker's state.
+    pub circuit: Circuit,
+}
+
+/// Slack for the scheduler before a timeout counts as Redis' fault (see [`RedisClient::run`]).
+const LATE_TIMER_SLACK: Duration = Duration::from_millis(25);
+
+impl RedisClient {
+    /// Connects to `config.redis_url` within `config.connect_timeout`. When that fails the
+    /// client starts with its breaker open and reconnects in the background: an unreachable
+    /// Redis is never an error, only a malformed configuration is.
+    ///
+    /// # Errors
+    /// A URL that does not parse, `rediss://` without the `tls` feature, an unreadable
+    /// `REDIS_TLS_CA_CERT`.
+    pub async fn connect(config: &Config) -> Result<Self, ConfigError> {
+        let target = conn::Target::new(config)?;
+        let breaker = breaker::Breaker::new(config.failure_threshold);
+        let (outages, _) = watch::channel(breaker.state());
+        let shared = Arc::new_cyclic(|me| Shared {
+            me: me.clone(),
+            target,
+            conn: RwLock::new(None),
+            breaker,
+            op_timeout: config.op_timeout,
+            connect_timeout: config.connect_timeout,
+            recovering: AtomicBool::new(false),
+            gates: Mutex::default(),
+            outages,
+            degraded: Mutex::new(Degraded {
+                since: Some((Instant::now(), SystemTime::now())),
+                total: Duration::ZERO,
+            }),
+        });
+        let client = Self { shared };
+        match client.shared.target.connect(config.connect_timeout).await {
+            Ok(conn) => {
+                *crate::sync::write(&client.shared.conn) = Some(conn);
+                client.shared.breaker.close();
+                client
+                    .shared
+                    .outages
+                    .send_replace(client.shared.breaker.state());
+                lock(&client.shared.degraded).since = None;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "redis unreachable at start-up; degraded until it answers");
+                client.spawn_recovery();
+            }
+        }
+        Ok(client)
+    }
+
+    /// Whether Redis may serve right now (one atomic load).
+    pub fn available(&self) -> bool {
+        !self.shared.breaker.is_open()
+    }
+
+    /// The circuit breaker's state.
+    pub fn circuit(&self) -> Circuit {
+        self.shared.breaker.circuit()
+    }
+
+    /// A number that changes whenever the breaker opens or closes: odd while open. Modules
+    /// that keep state derived from Redis tag it with this and drop what another outage made.
+    pub fn outage_epoch(&self) -> u64 {
+        self.shared.breaker.state()
+    }
+
+    /// A receiver of [`RedisClient::outage_epoch`]'s changes.
+    pub fn watch_outages(&self) -> watch::Receiver<u64> {
+        self.shared.outages.subscribe()
+    }
+
+    /// When the current outage began, and the total time spent degraded.
+    pub fn degraded(&self) -> (Option<SystemTime>, Duration) {
+        let d = lock(&self.shared.degraded);
+        let current = d.since.map_or(Duration::ZERO, |(at, _)| at.elapsed());
+        (d.since.map(|(_, wall)| wall), d.total + current)
+    }
+
+    /// A PING round trip (bounded by the operation timeout) and the breaker's state.
+    pub async fn health(&self) -> RedisHealth {
+        let latency = if self.available() {
+            let start = Instant::now();
+            self.run(
+                |mut c| async move { ::redis::cmd("PING").query_async::<String>(&mut c).await },
+            )
+            .await
+            .ok()
+            .map(|_| start.elapsed())
+        } else {
+            None
+        };
+        RedisHealth {
+            reachable: latency.is_some(),
+            latency_us: latency.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+            circuit: self.circuit(),
+        }
+    }
+
+    /// Runs one operation under the full operation timeout (see [`RedisClient::run_within`]).
+    pub(crate) async fn run<T, F, Fut>(&self, op: F) -> Result<T, Error>
+    where
+        F: FnOnce(Connection) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        self.run_within(&mut Budget::new(self.shared.op_timeout), op)
+            .await
+    }
+
+    /// Runs one operation on the current connection, bounded by what is left of `budget`,
+    /// feeding the breaker. Skips Redis entirely while the breaker is open (then it also makes
+    /// sure a recovery task runs). A timeout that fired long after its deadline means this
+    /// process was starved of CPU, not that Redis hung: it is not counted (REVIEW R21).
+    pub(crate) async fn run_within<T, F, Fut>(&self, budget: &mut Budget, op: F) -> Result<T, Error>
+    where
+        F: FnOnce(Connection) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        let shared = &*self.shared;
+        if shared.breaker.is_open() {
+            if !shared.recovering.load(Ordering::Acquire) {
+                self.spawn_recovery();
+            }
+            return Err(Error::Unavailable);
+        }
+        let limit = budget.left.min(shared.op_timeout);
+        if limit.is_zero() {
+            return Err(Error::Timeout);
+        }
+        let Some(conn) = read(&shared.conn).clone() else {
+            return Err(Error::Unavailable);
+        };
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(limit, op(conn)).await;
+        let took = started.elapsed();
+        budget.left = budget.left.saturating_sub(took);
+        match outcome {
+            Ok(Ok(v)) => {
+                shared.breaker.succeeded();
+                Ok(v)
+            }
+            Ok(Err(e)) if is_connectivity(&e) => {
+                let fatal = e.is_connection_dropped() || e.is_unrecoverable_error();
+                if shared.breaker.failed(fatal) {
+                    self.trip(&e.to_string());
+                }
+                Err(e.into())
+            }
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => {
+                if took <= limit * 2 + LATE_TIMER_SLACK {
+                    if shared.breaker.failed(false) {
+                        self.trip("operation timed out");
+                    }
+                } else {
+                    tracing::debug!(?took, ?limit, "redis timeout fired late; not counted");
+                }
+                Err(Error::Timeout)
+            }
+        }
+    }
+
+    /// Runs one operation whatever the breaker says, bounded by `timeout`, without feeding
+    /// the breaker: for recovery, administration and shutdown.
+    pub(crate) async fn run_unguarded<T, F, Fut>(
+        &self,
+        timeout: Duration,
+        op: F,
+    ) -> Result<T, Error>
+    where
+        F: FnOnce(Connection) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        let Some(conn) = read(&self.shared.conn).clone() else {
+            return Err(Error::Unavailable);
+        };
+        Ok(tokio::time::timeout(timeout, op(conn))
+            .await
+            .map_err(|_| Error::Timeout)??)
+    }
+
+    /// Opens the breaker (once per outage) and starts the recovery task: for modules that
+    /// must stop Redis from serving, e.g. after an invalidation did not reach it.
+    pub(crate) fn trip(&self, why: &str) {
+        if let Some(state) = self.shared.breaker.open() {
+            self.shared.outages.send_replace(state);
+            let mut d = lock(&self.shared.degraded);
+            if d.since.is_none() {
+                d.since = Some((Instant::now(), SystemTime::now()));
+            }
+            tracing::warn!(
+                reason = why,
+                "redis circuit opened; degraded until it recovers"
+            );
+        }
+        self.spawn_recovery();
+    }
+
+    fn spawn_recovery(&self) {
+        // Without a runtime (a drop outside one), the next call from a live runtime starts it.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if !self.shared.recovering.swap(true, Ordering::AcqRel) {
+            runtime.spawn(recovery::recover(self.shared.me.clone()));
+        }
+    }
+
+    /// Registers a module that must catch up before the breaker closes after an outage.
+    pub(crate) fn add_gate(&self, gate: Weak<dyn CloseGate>) {
+        lock(&self.shared.gates).push(gate);
+    }
+
+    /// The operation timeout this client was built with.
+    pub(crate) fn op_timeout(&self) -> Duration {
+        self.shared.op_timeout
+    }
+}
+
+fn is_connectivity(e: &RedisError) -> bool {
+    e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_unrecoverable_error()
+}
