@@ -1,9 +1,23 @@
-//! The API's error type: every failure becomes `{"error": "<message>"}` with a status.
+//! The API's error type: every failure becomes `{"error": "<message>"}` with a status, a
+//! panicking handler included ([`catch_panic_layer`]).
+
+use std::any::Any;
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use sea_orm::{DbErr, SqlErr};
+use serde::{Deserialize, Serialize};
+use tower_http::catch_panic::CatchPanicLayer;
+use utoipa::ToSchema;
+
+/// The body of every error response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"error": "user 42 not found"}))]
+pub struct ErrorBody {
+    /// What went wrong, naming the field or parameter at fault.
+    pub error: String,
+}
 
 /// Everything a handler or a service function can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +90,31 @@ impl IntoResponse for Error {
             }
             other => other.to_string(),
         };
-        (status, Json(serde_json::json!({ "error": message }))).into_response()
+        (status, Json(ErrorBody { error: message })).into_response()
     }
+}
+
+/// What [`catch_panic_layer`] answers a panic with.
+pub type PanicHandler = fn(Box<dyn Any + Send + 'static>) -> Response;
+
+/// The last line of defence, outermost in [`app`](crate::app): a handler or middleware that
+/// panics answers 500 `{"error": "internal error"}` (see [`panic_response`]) instead of
+/// dropping the connection.
+pub fn catch_panic_layer() -> CatchPanicLayer<PanicHandler> {
+    CatchPanicLayer::custom(panic_response as PanicHandler)
+}
+
+/// The response to a panic: 500 `{"error": "internal error"}`. The panic's message is logged,
+/// never sent: it may hold anything (a query, a value of another user).
+pub fn panic_response(payload: Box<dyn Any + Send + 'static>) -> Response {
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(not a string)");
+    tracing::error!(panic = message, "request handler panicked");
+    let body = ErrorBody {
+        error: "internal error".to_owned(),
+    };
+    (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
 }

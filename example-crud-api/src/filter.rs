@@ -5,12 +5,14 @@
 //! service layer cannot be handed an invalid filter and equal filters hash to the same cache key.
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, SimpleExpr};
+use sea_orm::sea_query::extension::postgres;
+use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr, SimpleExpr};
 use sea_orm::{
-    ColumnTrait, Condition as SqlCondition, EntityTrait, QueryFilter, QueryOrder, Select,
+    ColumnTrait, Condition as SqlCondition, DbBackend, EntityTrait, QueryFilter, QueryOrder, Select,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::entities::user;
 use crate::error::Error;
@@ -19,9 +21,30 @@ use crate::error::Error;
 pub const DEFAULT_LIMIT: u64 = 100;
 /// Largest page size accepted.
 pub const MAX_LIMIT: u64 = 1000;
+/// Largest `skip` accepted. sea-query-sqlx binds an offset as an `i64` and panics above
+/// `i64::MAX`; and a database walks the skipped rows, so a huge offset is work for nothing.
+pub const MAX_SKIP: u64 = 1_000_000;
 /// Most conditions (and most values of one `in`) a filter may have.
 const MAX_CONDITIONS: usize = 100;
 const MAX_IN_VALUES: usize = 1000;
+/// Most values one filter may compare with in all: every item of every `in` list plus one per
+/// other condition (`contains` and the comparisons; a null test binds none). Each is a bind
+/// parameter of the statement, and databases cap those (SQLite at 32,766, PostgreSQL at
+/// 65,535); below that, a large statement is still a cheap way to load the database.
+pub const MAX_FILTER_VALUES: usize = 1000;
+
+/// Checks a requested `skip` (`0..=1_000_000`, default 0).
+///
+/// # Errors
+/// 422 naming `skip` when above [`MAX_SKIP`].
+pub fn page_skip(skip: Option<u64>) -> Result<u64, Error> {
+    match skip.unwrap_or(0) {
+        n @ 0..=MAX_SKIP => Ok(n),
+        n => Err(Error::Invalid(format!(
+            "`skip` must be at most {MAX_SKIP}, got {n}"
+        ))),
+    }
+}
 
 /// Checks a requested page size (`1..=1000`, default 100).
 ///
@@ -43,36 +66,47 @@ pub fn page_limit(limit: Option<u64>) -> Result<u64, Error> {
 /// {"conditions": [{"field": "age", "op": "gte", "value": 18}],
 ///  "order_by": [{"field": "name", "direction": "desc"}], "skip": 0, "limit": 50}
 /// ```
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "conditions": [{"field": "age", "op": "gte", "value": 18}],
+    "order_by": [{"field": "name", "direction": "desc"}],
+    "skip": 0,
+    "limit": 50
+}))]
 pub struct UserFilter {
-    /// All must hold (AND).
+    /// All must hold (AND). At most 100, comparing with at most 1,000 values in all (each `in`
+    /// item and each other condition's operand count one).
     #[serde(default)]
+    #[schema(max_items = 100)]
     pub conditions: Vec<Condition>,
     /// Sort keys, most significant first; `id` ascending always breaks ties.
     #[serde(default)]
     pub order_by: Vec<OrderBy>,
-    /// Rows to skip (default 0).
+    /// Rows to skip (default 0, at most 1,000,000).
+    #[schema(maximum = 1_000_000)]
     pub skip: Option<u64>,
     /// Page size (default 100, at most 1000).
+    #[schema(minimum = 1, maximum = 1000)]
     pub limit: Option<u64>,
 }
 
 /// One condition: `field op value`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Condition {
     /// The column tested.
     pub field: Field,
-    /// The comparison.
+    /// The comparison. `contains` ignores case: Unicode case on PostgreSQL, ASCII case only on
+    /// SQLite.
     pub op: Op,
-    /// The operand: a value of the field's type; a list for `in`; `null` (with `eq`/`ne`) for
-    /// the nullable `age`.
+    /// The operand: a value of the field's type; a list for `in` (at most 1,000 values); `null`
+    /// (with `eq`/`ne`) for the nullable `age`.
     pub value: Value,
 }
 
 /// One sort key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderBy {
     /// The column sorted on.
@@ -83,7 +117,7 @@ pub struct OrderBy {
 }
 
 /// The user fields a filter can name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Field {
     /// `id` (integer).
@@ -101,7 +135,7 @@ pub enum Field {
 }
 
 /// Comparison operators.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Op {
     /// Equal (`null`: is null).
@@ -116,14 +150,15 @@ pub enum Op {
     Lt,
     /// Less than or equal.
     Lte,
-    /// Case-insensitive substring, text fields only.
+    /// Substring, ignoring case, text fields only. PostgreSQL ignores Unicode case (`émile`
+    /// finds `Émile`); SQLite only ASCII case (`ÉMILE` finds `Émile`, `émile` does not).
     Contains,
     /// Equal to one of a list.
     In,
 }
 
 /// Sort direction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     /// Ascending.
@@ -257,17 +292,19 @@ impl From<&Scalar> for sea_orm::Value {
 }
 
 impl UserFilter {
-    /// Checks every condition's operand against its field and operator, and the page bounds.
+    /// Checks every condition's operand against its field and operator, the number of values
+    /// the filter compares with, and the page bounds.
     ///
     /// # Errors
-    /// 422 naming the condition (`conditions[1]`), the field and what was expected.
+    /// 422 naming the condition (`conditions[1]`), the field and what was expected; or the
+    /// bound exceeded ([`MAX_FILTER_VALUES`], [`MAX_SKIP`], [`MAX_LIMIT`]).
     pub fn validate(self) -> Result<ValidFilter, Error> {
         if self.conditions.len() > MAX_CONDITIONS {
             return Err(Error::Invalid(format!(
                 "at most {MAX_CONDITIONS} `conditions` are allowed"
             )));
         }
-        let conditions = self
+        let conditions: Vec<Check> = self
             .conditions
             .into_iter()
             .enumerate()
@@ -276,10 +313,17 @@ impl UserFilter {
                     .map_err(|e| Error::Invalid(format!("conditions[{i}]: {e}")))
             })
             .collect::<Result<_, _>>()?;
+        let values: usize = conditions.iter().map(Check::values).sum();
+        if values > MAX_FILTER_VALUES {
+            return Err(Error::Invalid(format!(
+                "a filter may compare with at most {MAX_FILTER_VALUES} values in all (each `in` \
+                 item and each other condition's operand count one), got {values}"
+            )));
+        }
         Ok(ValidFilter {
             conditions,
             order_by: self.order_by,
-            skip: self.skip.unwrap_or(0),
+            skip: page_skip(self.skip)?,
             limit: page_limit(self.limit)?,
         })
     }
@@ -410,16 +454,19 @@ impl ValidFilter {
         self.limit
     }
 
-    /// The WHERE clause: every condition, ANDed.
-    pub fn condition(&self) -> SqlCondition {
+    /// The WHERE clause for `backend`: every condition, ANDed. The backend decides how
+    /// `contains` ignores case.
+    pub fn condition(&self, backend: DbBackend) -> SqlCondition {
         self.conditions
             .iter()
-            .fold(SqlCondition::all(), |all, check| all.add(check.expr()))
+            .fold(SqlCondition::all(), |all, check| {
+                all.add(check.expr(backend))
+            })
     }
 
-    /// The filtered and ordered query, without the page bounds.
-    pub fn query(&self) -> Select<user::Entity> {
-        let mut query = user::Entity::find().filter(self.condition());
+    /// The filtered and ordered query for `backend`, without the page bounds.
+    pub fn query(&self, backend: DbBackend) -> Select<user::Entity> {
+        let mut query = user::Entity::find().filter(self.condition(backend));
         for order in &self.order_by {
             let direction = match order.direction {
                 Direction::Asc => sea_orm::Order::Asc,
@@ -433,7 +480,16 @@ impl ValidFilter {
 }
 
 impl Check {
-    fn expr(&self) -> SimpleExpr {
+    /// How many values the condition binds.
+    fn values(&self) -> usize {
+        match self {
+            Self::Compare { .. } | Self::Contains { .. } => 1,
+            Self::IsNull { .. } => 0,
+            Self::In { values, .. } => values.len(),
+        }
+    }
+
+    fn expr(&self, backend: DbBackend) -> SimpleExpr {
         match self {
             Self::Compare { field, cmp, value } => {
                 let column = field.column();
@@ -455,10 +511,21 @@ impl Check {
                 }
             }
             Self::Contains { field, text } => {
-                // Lower both sides: SQLite's LIKE ignores ASCII case, PostgreSQL's does not.
-                let pattern = format!("%{}%", escape_like(&text.to_lowercase()));
-                Expr::expr(Func::lower(Expr::col(field.column())))
-                    .like(LikeExpr::new(pattern).escape('\\'))
+                // The pattern is the text as sent: the database folds case on both sides, with
+                // its own rules. Lowering it here (Unicode) would not match SQLite, whose LIKE
+                // and LOWER fold ASCII letters only: `LOWER('Émile')` is `Émile`.
+                let pattern = format!("%{}%", escape_like(text));
+                let column = Expr::col(field.column());
+                match backend {
+                    // Unicode-aware, by the database's locale. No `ESCAPE`: backslash is
+                    // PostgreSQL's default escape character, and sea-query 1.0 wraps
+                    // `ILIKE`'s right side in parentheses, where `ESCAPE` is a syntax error.
+                    // (By path: in scope, `PgExpr::contains` would shadow `str::contains`.)
+                    DbBackend::Postgres => postgres::PgExpr::ilike(column, LikeExpr::new(pattern)),
+                    // SQLite: ASCII case only; it has no default escape character. MySQL: by
+                    // the column's collation.
+                    _ => column.like(LikeExpr::new(pattern).escape('\\')),
+                }
             }
             Self::In { field, values } => field
                 .column()
@@ -555,6 +622,51 @@ mod tests {
             filter(serde_json::json!({"limit": 1000})).unwrap().limit(),
             1000
         );
+    }
+
+    #[test]
+    fn skip_is_bounded() {
+        assert_eq!(
+            filter(serde_json::json!({"skip": MAX_SKIP}))
+                .unwrap()
+                .skip(),
+            MAX_SKIP
+        );
+        for skip in [MAX_SKIP + 1, i64::MAX as u64 + 1, u64::MAX] {
+            let e = filter(serde_json::json!({ "skip": skip })).unwrap_err();
+            assert!(e.contains("`skip`"), "{e}");
+        }
+        assert_eq!(page_skip(None).unwrap(), 0);
+    }
+
+    #[test]
+    fn bind_values_are_counted_across_the_filter() {
+        let in_list =
+            |n: usize| serde_json::json!({"field": "id", "op": "in", "value": vec![1; n]});
+        let is_null = serde_json::json!({"field": "age", "op": "eq", "value": null});
+        let scalar = serde_json::json!({"field": "age", "op": "gt", "value": 1});
+        assert!(filter(serde_json::json!({"conditions": [in_list(999), is_null, scalar]})).is_ok());
+        let e = filter(serde_json::json!({"conditions": [in_list(1000), scalar]})).unwrap_err();
+        assert!(e.contains("1000") && e.contains("1001"), "{e}");
+    }
+
+    #[test]
+    fn contains_folds_case_in_the_database() {
+        let f = filter(serde_json::json!({
+            "conditions": [{"field": "name", "op": "contains", "value": "Émile"}]
+        }))
+        .unwrap();
+        let sql = |backend: DbBackend| {
+            use sea_orm::QueryTrait;
+            f.query(backend).build(backend).to_string()
+        };
+        // The pattern as sent (not lowered), the column as stored (no `LOWER`).
+        let sqlite = sql(DbBackend::Sqlite);
+        assert!(sqlite.contains(r#""name" LIKE "#), "{sqlite}");
+        assert!(sqlite.contains("'%Émile%'"), "{sqlite}");
+        assert!(!sqlite.to_lowercase().contains("lower("), "{sqlite}");
+        let postgres = sql(DbBackend::Postgres);
+        assert!(postgres.contains(r#""name" ILIKE '%Émile%'"#), "{postgres}");
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! An axum + sea-orm CRUD/filter API whose service layer is cached with `#[cached]` and
-//! `#[invalidates]` from `cache-runtime`. The HTTP contract is in `API.md`.
+//! `#[invalidates]` from `cache-runtime`. The HTTP contract is the OpenAPI 3.1 document the app
+//! serves at `GET /openapi.json` (also [`openapi()`]), generated from the handlers.
 //!
 //! - [`entities`]: the `users` and `tasks` tables;
 //! - [`service`]: every database access, annotated with its cache keys;
 //! - routes (private): thin handlers;
 //! - [`filter`]: the filter language of `/users/filter`;
 //! - [`JsonText`]: a value serialized once, cached and answered as is;
-//! - [`error`] and [`extract`]: every failure answers `{"error": "<message>"}`;
+//! - [`error`] and [`extract`]: every failure answers `{"error": "<message>"}`, a panic
+//!   included;
 //! - [`metrics`]: Prometheus text at `/metrics`;
 //! - [`seed`]: demo data.
 //!
@@ -44,7 +46,9 @@ pub mod seed;
 pub mod service;
 
 pub use db::{DEFAULT_DATABASE_URL, connect_db};
+pub use error::catch_panic_layer;
 pub use json_text::JsonText;
+pub use routes::openapi::openapi;
 
 use crate::metrics::Metrics;
 
@@ -81,7 +85,9 @@ impl FromRef<AppState> for DatabaseConnection {
 ///
 /// Each request runs inside [`cache_runtime::scope`] with `state.cache`, so the annotated
 /// service functions use this app's cache even when a process runs several apps (as the tests
-/// do) or has none installed globally; and is counted and timed in `state.metrics`.
+/// do) or has none installed globally; and is counted and timed in `state.metrics`. A panic
+/// anywhere inside answers 500 `{"error": "internal error"}` ([`catch_panic_layer`],
+/// outermost).
 pub fn app(state: AppState) -> Router {
     let around = Around {
         cache: state.cache.clone(),
@@ -90,6 +96,7 @@ pub fn app(state: AppState) -> Router {
     routes::router()
         .layer(middleware::from_fn_with_state(around, around_request))
         .with_state(state)
+        .layer(catch_panic_layer())
 }
 
 /// What the one middleware every request goes through needs.

@@ -39,7 +39,7 @@ struct Inner {
 /// The request counter and latency histogram of one route, method and status.
 #[derive(Debug)]
 struct RequestHandles {
-    method: Box<str>,
+    method: &'static str,
     status: u16,
     count: Counter,
     latency: Histogram,
@@ -77,10 +77,12 @@ impl Metrics {
         }
     }
 
-    /// Records one finished request.
+    /// Records one finished request. A method other than the nine standard ones is recorded
+    /// as `other` (see [`method_label`]).
     pub fn record_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        let method = method_label(method);
         let seconds = elapsed.as_secs_f64();
-        let same = |h: &RequestHandles| h.status == status && *h.method == *method;
+        let same = |h: &RequestHandles| h.status == status && h.method == method;
         {
             let requests = self
                 .inner
@@ -93,11 +95,11 @@ impl Metrics {
             }
         }
         let handles = metrics::with_local_recorder(&self.inner.recorder, || {
-            let (method, route) = (method.to_owned(), route.to_owned());
+            let route = route.to_owned();
             RequestHandles {
-                count: counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.to_string()),
-                latency: histogram!("http_request_duration_seconds", "method" => method.clone(), "route" => route),
-                method: method.into(),
+                count: counter!("http_requests_total", "method" => method, "route" => route.clone(), "status" => status.to_string()),
+                latency: histogram!("http_request_duration_seconds", "method" => method, "route" => route),
+                method,
                 status,
             }
         });
@@ -135,6 +137,23 @@ impl Metrics {
         self.inner.handle.run_upkeep();
         self.inner.handle.render()
     }
+}
+
+/// The `method` label of a request: the method itself for the nine standard methods
+/// (`GET`, `POST`, `PUT`, `DELETE`, `PATCH`, `HEAD`, `OPTIONS`, `CONNECT`, `TRACE`), else
+/// `other`.
+///
+/// HTTP lets a client send any token as a method, and every label value is a series of its
+/// own, registered for good: without this, a client looping over random method names would
+/// grow the registry and the exposition without bound.
+pub fn method_label(method: &str) -> &'static str {
+    const STANDARD: [&str; 9] = [
+        "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    STANDARD
+        .into_iter()
+        .find(|standard| *standard == method)
+        .unwrap_or("other")
 }
 
 /// Counters of one key prefix; they only grow, so `absolute` keeps them monotonic.
@@ -209,4 +228,21 @@ fn describe() {
         "cache_mode",
         "1 for the store serving now (redis, memory or disabled)"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_standard_methods_are_labels() {
+        for method in [
+            "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE",
+        ] {
+            assert_eq!(method_label(method), method);
+        }
+        for method in ["get", "PROPFIND", "XYZZY", ""] {
+            assert_eq!(method_label(method), "other");
+        }
+    }
 }

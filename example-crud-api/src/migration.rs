@@ -1,11 +1,19 @@
 //! Versioned schema migrations, applied in order at start-up. Each runs once, in a transaction,
 //! and is recorded in `schema_migrations`.
 //!
+//! Several instances may start together on one database, so the whole run holds a lock: on
+//! PostgreSQL an advisory lock ([`MIGRATION_LOCK`]), on SQLite the database's write lock
+//! (`BEGIN IMMEDIATE`). The first instance applies what is missing; the others wait, then read
+//! the version it recorded and apply nothing.
+//!
 //! Version 1 creates the tables from the entities as they were when it was written; a later
 //! schema change gets a new version with explicit `ALTER` statements, never an edit of an old one.
 
 use sea_orm::entity::prelude::*;
-use sea_orm::{ActiveValue::Set, QueryOrder, Schema, TransactionTrait};
+use sea_orm::{
+    ActiveValue::Set, DbBackend, QueryOrder, Schema, SqliteTransactionMode, TransactionOptions,
+    TransactionSession, TransactionTrait,
+};
 
 use crate::entities::{task, user};
 
@@ -31,8 +39,49 @@ mod applied {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+/// The key of the PostgreSQL advisory lock migrations hold (any constant no other program
+/// uses on the same database: `"exmplapi"` in ASCII).
+const MIGRATION_LOCK: i64 = 0x6578_6d70_6c61_7069;
+
 /// Applies the migrations `db` has not seen yet.
+///
+/// Inside one transaction that first takes a lock, so that everything below (creating
+/// `schema_migrations`, reading the applied version, applying) runs for one instance at a
+/// time:
+/// - PostgreSQL: the transaction-level advisory lock [`MIGRATION_LOCK`]. It lives as long as
+///   the transaction (commit, rollback or a lost connection release it), so an instance that
+///   dies mid-migration cannot leave it held.
+/// - SQLite: `BEGIN IMMEDIATE` takes the write lock at once; another instance's `BEGIN
+///   IMMEDIATE` waits for it (up to the busy timeout, 5 s).
+///
+/// Both databases' DDL is transactional, so a failed run leaves nothing behind; each migration
+/// is a savepoint inside the run.
 pub(crate) async fn run(db: &DatabaseConnection) -> Result<(), DbErr> {
+    let backend = db.get_database_backend();
+    let txn = match backend {
+        DbBackend::Sqlite => {
+            db.begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..TransactionOptions::default()
+            })
+            .await?
+        }
+        _ => db.begin().await?,
+    };
+    if backend == DbBackend::Postgres {
+        txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+            .await?;
+    }
+    migrate(&txn).await?;
+    txn.commit().await
+}
+
+/// Creates `schema_migrations` if needed, reads the applied version and applies the rest, each
+/// migration in its own transaction (a savepoint when `db` is a transaction).
+async fn migrate<C>(db: &C) -> Result<(), DbErr>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
     let schema = Schema::new(db.get_database_backend());
     db.execute(
         schema

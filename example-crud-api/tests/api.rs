@@ -1,6 +1,6 @@
-//! The whole API contract (`API.md`), run against every configuration: SQLite and PostgreSQL,
-//! with Redis, with the in-process cache, and with no cache. Every suite function gets a fresh
-//! app, database and (for Redis) redis-server.
+//! The whole API contract (documented at `GET /openapi.json`), run against every
+//! configuration: SQLite and PostgreSQL, with Redis, with the in-process cache, and with no
+//! cache. Every suite function gets a fresh app, database and (for Redis) redis-server.
 
 mod common;
 

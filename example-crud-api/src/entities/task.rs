@@ -2,9 +2,11 @@
 
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// A task, as stored and as returned by the API.
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize, ToSchema)]
+#[schema(as = Task)]
 #[sea_orm(table_name = "tasks")]
 pub struct Model {
     /// Primary key.
@@ -18,6 +20,7 @@ pub struct Model {
     /// Whether it is done.
     pub done: bool,
     /// Creation time (UTC, microsecond precision).
+    #[schema(value_type = chrono::DateTime<chrono::Utc>)]
     pub created_at: DateTimeUtc,
 }
 

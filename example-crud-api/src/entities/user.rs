@@ -2,9 +2,11 @@
 
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// A user, as stored and as returned by the API.
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize, ToSchema)]
+#[schema(as = User)]
 #[sea_orm(table_name = "users")]
 pub struct Model {
     /// Primary key.
@@ -16,10 +18,12 @@ pub struct Model {
     #[sea_orm(unique)]
     pub email: String,
     /// Age in years, 0 to 150, if known.
+    #[schema(required = true)]
     pub age: Option<i32>,
     /// Whether the account is active.
     pub is_active: bool,
     /// Creation time (UTC, microsecond precision).
+    #[schema(value_type = chrono::DateTime<chrono::Utc>)]
     pub created_at: DateTimeUtc,
 }
 

@@ -3,40 +3,84 @@
 use axum::extract::State;
 use cache_runtime::{KeyError, StatsSnapshot};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::error::Error;
+use crate::error::{Error, ErrorBody};
 use crate::extract::{Id, Json};
 
 /// Body of `POST /cache/clear`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ClearRequest {
+    /// Which entries to remove.
     cache_type: CacheType,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+/// The kinds of entries `POST /cache/clear` removes.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 enum CacheType {
+    /// `users:*` (users, lists, filter results, users' task lists).
     Users,
+    /// `tasks:*` (single tasks).
     Tasks,
+    /// Every entry of this cache.
     All,
+}
+
+/// The answer of `POST /cache/clear`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Cleared {
+    /// What was cleared.
+    cleared: CacheType,
+}
+
+/// The answer of `POST /cache/invalidate/user/{id}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Invalidated {
+    /// The key patterns invalidated.
+    invalidated: Vec<String>,
 }
 
 fn key_error(e: KeyError) -> Error {
     Error::Invalid(e.to_string())
 }
 
+/// The cache runtime's counters.
+#[utoipa::path(
+    get,
+    path = "/cache/stats",
+    operation_id = "cache_stats",
+    tag = "cache",
+    responses(
+        (
+            status = 200,
+            description = "Hits, misses, errors, invalidations and mode, in all and per key prefix",
+            body = serde_json::Value
+        ),
+    )
+)]
 pub(crate) async fn stats(State(state): State<AppState>) -> Json<StatsSnapshot> {
     Json(state.cache.stats())
 }
 
 /// Removes this cache's entries of one kind (or all); keys other programs wrote survive.
+#[utoipa::path(
+    post,
+    path = "/cache/clear",
+    operation_id = "clear_cache",
+    tag = "cache",
+    request_body = ClearRequest,
+    responses(
+        (status = 200, description = "The entries are gone", body = Cleared),
+        (status = 422, description = "Unknown `cache_type`", body = ErrorBody),
+    )
+)]
 pub(crate) async fn clear(
     State(state): State<AppState>,
     Json(request): Json<ClearRequest>,
-) -> Result<Json<Value>, Error> {
+) -> Result<Json<Cleared>, Error> {
     let pattern = match request.cache_type {
         CacheType::Users => "users:*",
         CacheType::Tasks => "tasks:*",
@@ -48,15 +92,28 @@ pub(crate) async fn clear(
         .await
         .map_err(key_error)?;
     tracing::info!(pattern, deleted, "cache cleared");
-    Ok(Json(json!({ "cleared": request.cache_type })))
+    Ok(Json(Cleared {
+        cleared: request.cache_type,
+    }))
 }
 
 /// Drops everything that may hold user `id`: its entry, its task list, and every list and
 /// filter result (any of which may contain it). Other users' entries stay.
+#[utoipa::path(
+    post,
+    path = "/cache/invalidate/user/{id}",
+    operation_id = "invalidate_user",
+    tag = "cache",
+    params(("id" = i32, Path, description = "The user's id")),
+    responses(
+        (status = 200, description = "The patterns invalidated", body = Invalidated),
+        (status = 422, description = "`id` is not an integer", body = ErrorBody),
+    )
+)]
 pub(crate) async fn invalidate_user(
     State(state): State<AppState>,
     Id(id): Id,
-) -> Result<Json<Value>, Error> {
+) -> Result<Json<Invalidated>, Error> {
     let patterns = [
         format!("users:{id}"),
         format!("users:{id}:*"),
@@ -66,5 +123,7 @@ pub(crate) async fn invalidate_user(
     for pattern in &patterns {
         state.cache.invalidate(pattern).await.map_err(key_error)?;
     }
-    Ok(Json(json!({ "invalidated": patterns })))
+    Ok(Json(Invalidated {
+        invalidated: patterns.into(),
+    }))
 }

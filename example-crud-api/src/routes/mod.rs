@@ -9,11 +9,12 @@ use crate::AppState;
 use crate::error::Error;
 
 mod cache;
+pub(crate) mod openapi;
 mod ops;
 mod tasks;
 mod users;
 
-/// Every route of the API (see `API.md`).
+/// Every route of the API, each documented in [`openapi`] (`GET /openapi.json`).
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/users", get(users::list).post(users::create))
@@ -33,6 +34,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/cache/invalidate/user/{id}", post(cache::invalidate_user))
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(openapi::document))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
 }

@@ -14,17 +14,32 @@
 //! | `users:<user_id>:tasks` | [`tasks::list_tasks`] | writes of that user's tasks; deleting the user |
 //! | `tasks:<id>` | [`tasks::get_task`] | writes of that task; deleting a user (`tasks:*`) |
 //!
-//! API.md's source documents invalidate `users:*` on every user write. That is correct but
-//! flushes every cached user on each write, so under a steady write rate nothing stays cached;
-//! the patterns above invalidate exactly what a write can change.
+//! The source documents of this API invalidate `users:*` on every user write. That is correct
+//! but flushes every cached user on each write, so under a steady write rate nothing stays
+//! cached; the patterns above invalidate exactly what a write can change.
+//!
+//! # Deep pages are not cached
+//!
+//! Lists and filter results with a `skip` above [`MAX_CACHED_SKIP`] (ten pages of the largest
+//! size) are read from the database without the cache: the handlers call the `*_uncached`
+//! variant of the read (e.g. [`users::list_users_uncached`]), which the cached function also
+//! uses as its loader. The cache key of a list or a filter result hashes every argument, so
+//! each distinct `skip` (and each distinct filter body) is a new entry of up to 1,000 rows.
+//! Clients choose those values: without a bound, one client walking `skip=10001, 10002, ...`
+//! fills Redis and makes the in-process store evict the entries that are read again (single
+//! rows, first pages). Deep pages are rarely read twice within a TTL, so caching them buys
+//! nothing; shallow pages are where the repeats are, and stay cached.
 
 use chrono::{SubsecRound, Utc};
 use sea_orm::DbErr;
 use sea_orm::prelude::DateTimeUtc;
+use serde::de::Error as _;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::JsonText;
 use crate::error::Error;
+use crate::filter::MAX_LIMIT;
 
 pub mod tasks;
 pub mod users;
@@ -33,9 +48,17 @@ pub mod users;
 pub const ROW_TTL: u64 = 300;
 /// TTL (seconds) of lists and filter results, which every write to their table invalidates.
 pub const LIST_TTL: u64 = 60;
+/// Deepest `skip` whose page is cached: ten pages of [`MAX_LIMIT`] rows. Deeper pages are read
+/// uncached (see the module's documentation).
+pub const MAX_CACHED_SKIP: u64 = 10 * MAX_LIMIT;
+
+/// Whether a page starting after `skip` rows goes through the cache.
+pub fn is_cached_page(skip: u64) -> bool {
+    skip <= MAX_CACHED_SKIP
+}
 
 /// One page of a filtered list.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Page<T> {
     /// The rows of this page.
     pub items: Vec<T>,
@@ -66,6 +89,21 @@ where
     T: Deserialize<'de>,
 {
     Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// Deserializes a field that may be absent (`None`, with `#[serde(default)]`) or a value, but
+/// not `null`: for a field that cannot be null, `null` is an error (422), not "unchanged".
+pub(crate) fn non_null<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    match Option::<T>::deserialize(deserializer)? {
+        Some(value) => Ok(Some(value)),
+        None => Err(D::Error::custom(
+            "must not be null (leave the field out to keep its value)",
+        )),
+    }
 }
 
 /// Collects validation problems, so that one 422 names every invalid field.

@@ -6,31 +6,46 @@ use sea_orm::{
     IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, SqlErr,
 };
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::{LIST_TTL, ROW_TTL, now};
 use crate::entities::{task, user};
 use crate::error::Error;
 
 /// The body of `POST /users/{id}/tasks`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"title": "Write the report"}))]
 pub struct NewTask {
     /// 1 to 200 characters (surrounding whitespace is trimmed).
+    #[schema(min_length = 1, max_length = 200)]
     pub title: String,
     /// Defaults to `false`.
     #[serde(default)]
+    #[schema(default = false)]
     pub done: bool,
 }
 
-/// The body of `PUT /tasks/{id}`: absent fields are left unchanged.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The body of `PUT /tasks/{id}`: absent fields are left unchanged; neither may be `null`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"done": true}))]
 pub struct TaskPatch {
-    /// New title.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// New title (1 to 200 characters).
+    #[serde(
+        default,
+        deserialize_with = "super::non_null",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(nullable = false, min_length = 1, max_length = 200)]
     pub title: Option<String>,
     /// New state.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "super::non_null",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(nullable = false)]
     pub done: Option<bool>,
 }
 

@@ -5,10 +5,12 @@
 
 use cache_runtime::{cached, invalidates};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
-    IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    AccessMode, ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbBackend,
+    DbErr, EntityTrait, IntoActiveModel, IsolationLevel, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::{LIST_TTL, Page, Problems, ROW_TTL, json, now};
 use crate::JsonText;
@@ -17,18 +19,23 @@ use crate::error::Error;
 use crate::filter::ValidFilter;
 
 /// The body of `POST /users`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Ada", "email": "ada@example.com", "age": 36}))]
 pub struct NewUser {
     /// 1 to 100 characters (surrounding whitespace is trimmed).
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     /// Contains `@`, at most 254 characters; unique.
+    #[schema(max_length = 254)]
     pub email: String,
     /// 0 to 150.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 150)]
     pub age: Option<i32>,
     /// Defaults to `true`.
     #[serde(default = "active_by_default")]
+    #[schema(default = true)]
     pub is_active: bool,
 }
 
@@ -36,25 +43,43 @@ fn active_by_default() -> bool {
     true
 }
 
-/// The body of `PUT /users/{id}`: absent fields are left unchanged; `"age": null` clears the age.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The body of `PUT /users/{id}`: absent fields are left unchanged; `"age": null` clears the
+/// age. The other fields cannot be null: `null` for them is a 422.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Ada L.", "age": null}))]
 pub struct UserPatch {
-    /// New name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// New name (1 to 100 characters).
+    #[serde(
+        default,
+        deserialize_with = "super::non_null",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(nullable = false, min_length = 1, max_length = 100)]
     pub name: Option<String>,
-    /// New email.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// New email (contains `@`, at most 254 characters; unique).
+    #[serde(
+        default,
+        deserialize_with = "super::non_null",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(nullable = false, max_length = 254)]
     pub email: Option<String>,
-    /// New age, or `Some(None)` to clear it.
+    /// New age (0 to 150), or `null` to clear it (`Some(None)` here).
     #[serde(
         default,
         deserialize_with = "super::nullable",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<i32>, minimum = 0, maximum = 150)]
     pub age: Option<Option<i32>>,
     /// New active flag.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "super::non_null",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(nullable = false)]
     pub is_active: Option<bool>,
 }
 
@@ -105,12 +130,25 @@ pub async fn get_user(
 }
 
 /// A page of users ordered by id, as JSON; `skip` and `limit` are hashed into
-/// `users:list:<hash>`.
+/// `users:list:<hash>`. For pages beyond [`MAX_CACHED_SKIP`](super::MAX_CACHED_SKIP), call
+/// [`list_users_uncached`].
 ///
 /// # Errors
 /// Database errors.
 #[cached(key = "users:list", ttl = LIST_TTL)]
 pub async fn list_users(
+    db: &DatabaseConnection,
+    skip: u64,
+    limit: u64,
+) -> Result<JsonText<Vec<user::Model>>, DbErr> {
+    list_users_uncached(db, skip, limit).await
+}
+
+/// [`list_users`] without the cache: read from the database every time.
+///
+/// # Errors
+/// Database errors.
+pub async fn list_users_uncached(
     db: &DatabaseConnection,
     skip: u64,
     limit: u64,
@@ -125,6 +163,8 @@ pub async fn list_users(
 }
 
 /// The users matching `filter`, as JSON, cached under `users:filter:<hash of the filter>`.
+/// For pages beyond [`MAX_CACHED_SKIP`](super::MAX_CACHED_SKIP), call
+/// [`filter_users_uncached`].
 ///
 /// # Errors
 /// Database errors.
@@ -133,8 +173,19 @@ pub async fn filter_users(
     db: &DatabaseConnection,
     filter: &ValidFilter,
 ) -> Result<JsonText<Vec<user::Model>>, DbErr> {
+    filter_users_uncached(db, filter).await
+}
+
+/// [`filter_users`] without the cache.
+///
+/// # Errors
+/// Database errors.
+pub async fn filter_users_uncached(
+    db: &DatabaseConnection,
+    filter: &ValidFilter,
+) -> Result<JsonText<Vec<user::Model>>, DbErr> {
     let users = filter
-        .query()
+        .query(db.get_database_backend())
         .offset(filter.skip())
         .limit(filter.limit())
         .all(db)
@@ -143,7 +194,8 @@ pub async fn filter_users(
 }
 
 /// A page of the users matching `filter` with the total count, as JSON, cached under
-/// `users:filter:paginated:<hash>`.
+/// `users:filter:paginated:<hash>`. For pages beyond
+/// [`MAX_CACHED_SKIP`](super::MAX_CACHED_SKIP), call [`filter_users_paginated_uncached`].
 ///
 /// # Errors
 /// Database errors.
@@ -152,16 +204,46 @@ pub async fn filter_users_paginated(
     db: &DatabaseConnection,
     filter: &ValidFilter,
 ) -> Result<JsonText<Page<user::Model>>, DbErr> {
+    filter_users_paginated_uncached(db, filter).await
+}
+
+/// [`filter_users_paginated`] without the cache.
+///
+/// The count and the page are read in one read-only transaction, so that they see the same
+/// rows: two statements on their own could straddle a write (`total` 4 with 5 items). On
+/// PostgreSQL the transaction is `REPEATABLE READ`, whose snapshot is the same for both
+/// statements (the default `READ COMMITTED` takes one per statement). A SQLite transaction
+/// reads one snapshot (WAL mode) from its first read to its end anyway.
+///
+/// # Errors
+/// Database errors.
+pub async fn filter_users_paginated_uncached(
+    db: &DatabaseConnection,
+    filter: &ValidFilter,
+) -> Result<JsonText<Page<user::Model>>, DbErr> {
+    let backend = db.get_database_backend();
+    let txn = match backend {
+        DbBackend::Postgres => {
+            db.begin_with_config(
+                Some(IsolationLevel::RepeatableRead),
+                Some(AccessMode::ReadOnly),
+            )
+            .await?
+        }
+        // SQLite has neither setting (sea-orm warns when given one).
+        _ => db.begin().await?,
+    };
     let total = user::Entity::find()
-        .filter(filter.condition())
-        .count(db)
+        .filter(filter.condition(backend))
+        .count(&txn)
         .await?;
     let items = filter
-        .query()
+        .query(backend)
         .offset(filter.skip())
         .limit(filter.limit())
-        .all(db)
+        .all(&txn)
         .await?;
+    txn.commit().await?;
     json(&Page {
         items,
         total,

@@ -1,0 +1,126 @@
+//! The API's contract as an OpenAPI 3.1 document, generated from the handlers'
+//! `#[utoipa::path]` attributes and the bodies' `ToSchema` derives, and served at
+//! `GET /openapi.json`.
+
+use std::sync::LazyLock;
+
+use axum::http::header;
+use axum::response::IntoResponse;
+use utoipa::openapi::{ContentBuilder, Ref, Response, ResponseBuilder};
+use utoipa::{Modify, OpenApi};
+
+use super::{cache, ops, tasks, users};
+use crate::error::ErrorBody;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "example-crud-api",
+        description = "An axum + sea-orm CRUD/filter API whose reads are cached with \
+            `cache-runtime`. Every error answers `{\"error\": \"<message>\"}` (`ErrorBody`); \
+            a message names the field or parameter at fault.",
+    ),
+    paths(
+        users::list, users::create, users::filter, users::filter_paginated,
+        users::get, users::update, users::delete,
+        tasks::list, tasks::create, tasks::get, tasks::update, tasks::delete,
+        cache::stats, cache::clear, cache::invalidate_user,
+        ops::health, ops::metrics, document,
+    ),
+    components(schemas(ErrorBody)),
+    tags(
+        (name = "users", description = "Users, their lists and the filter language (cached)"),
+        (name = "tasks", description = "A user's tasks (cached)"),
+        (name = "cache", description = "Cache administration"),
+        (name = "ops", description = "Health, metrics and this document"),
+    ),
+    modifiers(&CommonResponses),
+)]
+struct ApiDoc;
+
+/// The API's OpenAPI 3.1 document, as served at `GET /openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// This document.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    operation_id = "openapi",
+    tag = "ops",
+    responses(
+        (status = 200, description = "The OpenAPI 3.1 document of this API", body = serde_json::Value),
+    ),
+)]
+pub(crate) async fn document() -> impl IntoResponse {
+    // Built once: the document is a constant of the binary.
+    static JSON: LazyLock<String> = LazyLock::new(|| {
+        openapi().to_json().unwrap_or_else(|e| {
+            format!(r#"{{"error": "cannot render the OpenAPI document: {e}"}}"#)
+        })
+    });
+    ([(header::CONTENT_TYPE, "application/json")], JSON.as_str())
+}
+
+/// Adds the answers every operation may give to every operation, rather than to each
+/// `#[utoipa::path]`: 500 (a panic or a database error), 503 (the database is unreachable) for
+/// the database's routes, 413/415 for a JSON body that is too large or not JSON.
+struct CommonResponses;
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let responses = &mut operation.responses.responses;
+                let mut add = |status: &str, description: &str| {
+                    responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| error_response(description).into());
+                };
+                if operation.request_body.is_some() {
+                    add("413", "The body is larger than 2 MiB");
+                    add("415", "The body is not `application/json`");
+                }
+                let database = operation
+                    .tags
+                    .iter()
+                    .flatten()
+                    .any(|tag| tag == "users" || tag == "tasks");
+                if database {
+                    add("503", "`database unavailable`: no connection could be had");
+                    add(
+                        "500",
+                        "`internal database error`, or `internal error` after a panic (the \
+                         details are logged, never sent)",
+                    );
+                } else {
+                    add(
+                        "500",
+                        "`internal error` after a panic (the details are logged, never sent)",
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A response with an [`ErrorBody`].
+fn error_response(description: &str) -> Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build()
+}
