@@ -52,6 +52,9 @@ mod sync;
 
 #[doc(hidden)]
 pub mod __private;
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod testing;
 
 pub use cache::key::{KeyBuilder, MAX_KEY_LEN};
 pub use cache::stats::{Mode, PrefixStats, StatsSnapshot};

@@ -5,9 +5,9 @@
 
 use std::error::Error;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use cache_runtime::Cache;
+use cache_runtime::{Cache, Config, Environment};
 use example_crud_api::{AppState, DEFAULT_DATABASE_URL, app, connect_db, seed};
 use tracing_subscriber::EnvFilter;
 
@@ -19,20 +19,30 @@ usage: example-crud-api [--seed N]
 Environment (also read from .env): DATABASE_URL (default sqlite://data/app.db?mode=rwc),
 HOST (127.0.0.1), PORT (8000), RUST_LOG (info), REDIS_ENABLED, REDIS_URL, CACHE_* ...";
 
+/// How long shutting down may take to send the cache's queued invalidations to Redis.
+const CACHE_SHUTDOWN: Duration = Duration::from_secs(5);
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    // `.env` first, so that RUST_LOG and DATABASE_URL may come from it.
-    let dotenv = dotenvy::dotenv();
+    // The environment over `.env`, read without modifying the environment (another thread
+    // may read it meanwhile), so that RUST_LOG and DATABASE_URL may come from `.env` too.
+    let env = Environment::load();
+    let filter = env
+        .as_ref()
+        .ok()
+        .and_then(|env| env.get("RUST_LOG"))
+        .unwrap_or_else(|| "info".to_owned());
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into()))
         .init();
-    if let Err(e) = dotenv
-        && !e.not_found()
-    {
-        tracing::error!(error = %e, "cannot read .env");
-        return ExitCode::FAILURE;
-    }
-    match run().await {
+    let env = match env {
+        Ok(env) => env,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read .env");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(&env).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "exiting");
@@ -41,17 +51,20 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run() -> Result<(), Box<dyn Error>> {
-    let Some(seed_users) = parse_args()? else {
+async fn run(env: &Environment) -> Result<(), Box<dyn Error>> {
+    let Some(seed_users) = parse_args(env)? else {
         #[allow(clippy::print_stdout, reason = "--help prints its usage")]
         {
             println!("{USAGE}");
         }
         return Ok(());
     };
-    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned());
+    let url = env
+        .get("DATABASE_URL")
+        .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
     let db = connect_db(&url).await?;
-    let cache = Cache::from_env().await?;
+    let config = Config::from_lookup(|name| env.get(name))?;
+    let cache = Cache::builder().config(config).build().await?;
     tracing::info!(mode = ?cache.mode(), "cache ready");
     // For annotated functions called outside a request (the seeding below).
     let _ = cache_runtime::install(cache.clone());
@@ -64,28 +77,32 @@ async fn run() -> Result<(), Box<dyn Error>> {
         }
     }
 
-    let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".to_owned());
-    let port = std::env::var("PORT").unwrap_or_else(|_| "8000".to_owned());
+    let host = env.get("HOST").unwrap_or_else(|| "127.0.0.1".to_owned());
+    let port = env.get("PORT").unwrap_or_else(|| "8000".to_owned());
     let port: u16 = port
         .parse()
         .map_err(|_| format!("PORT must be a port number, got `{port}`"))?;
     let listener = tokio::net::TcpListener::bind((host.as_str(), port)).await?;
     tracing::info!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app(AppState::new(db, cache)))
+    axum::serve(listener, app(AppState::new(db, cache.clone())))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    // Invalidations that could not reach Redis are sent now, or lost with the process.
+    if !cache.shutdown(CACHE_SHUTDOWN).await {
+        tracing::error!("stopped with cache invalidations that never reached redis");
+    }
     tracing::info!("stopped");
     Ok(())
 }
 
 /// The number of users to seed (`--seed N`, `--seed=N` or `SEED_USERS`), or `None` for `--help`.
-fn parse_args() -> Result<Option<u32>, String> {
+fn parse_args(env: &Environment) -> Result<Option<u32>, String> {
     let parse = |v: &str| {
         v.parse::<u32>()
             .map_err(|_| format!("--seed expects a number of users, got `{v}`"))
     };
-    let mut seed = match std::env::var("SEED_USERS") {
-        Ok(v) if !v.trim().is_empty() => parse(v.trim())
+    let mut seed = match env.get("SEED_USERS") {
+        Some(v) if !v.trim().is_empty() => parse(v.trim())
             .map_err(|_| format!("SEED_USERS expects a number of users, got `{v}`"))?,
         _ => 0,
     };

@@ -17,12 +17,17 @@
 //! password, ACL users, a memory limit with an eviction policy, persistence
 //! and any other directive, all kept across restarts.
 //!
+//! [`Proxy`] sits between a client and a server to delay every request or cut
+//! the link while the server stays up.
+//!
 //! [`wait_until`] and [`wait_until_blocking`] poll a condition until it holds
 //! or a timeout expires.
 
+mod proxy;
 mod redis_server;
 mod tls;
 mod wait;
 
+pub use proxy::Proxy;
 pub use redis_server::{RedisServer, RedisServerBuilder};
 pub use wait::{wait_until, wait_until_blocking};

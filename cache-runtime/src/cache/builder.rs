@@ -196,29 +196,17 @@ impl CacheBuilder {
         }
         let memory = (config.enabled && config.fallback == Fallback::Memory)
             .then(|| MemoryStore::new(config.memory_capacity_bytes, config.max_ttl));
-        #[cfg(feature = "redis")]
-        let outage = redis.as_ref().map(|redis| {
-            let queue = Arc::new(super::outage::OutageQueue::new(
-                redis.clone(),
-                config.outage_file.clone(),
-            ));
-            let gate: Arc<dyn crate::redis::CloseGate> = queue.clone();
-            redis.client().add_gate(Arc::downgrade(&gate));
-            queue.adopt_leftovers();
-            queue
-        });
         let store = Degrading::new(
             #[cfg(feature = "redis")]
             redis,
             memory,
             config.fallback_ttl,
+            config.outage_file.clone(),
         );
         Ok(Cache {
             inner: Arc::new(Inner {
                 store,
                 prefix,
-                #[cfg(feature = "redis")]
-                outage,
                 stats: super::stats::Stats::default(),
                 flights: super::flight::Flights::default(),
                 config,

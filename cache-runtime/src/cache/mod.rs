@@ -6,7 +6,7 @@ pub(crate) mod flight;
 pub(crate) mod key;
 pub(crate) mod markers;
 #[cfg(feature = "redis")]
-mod outage;
+pub(crate) mod outage;
 mod read_through;
 pub(crate) mod shape;
 pub(crate) mod stats;
@@ -41,8 +41,6 @@ struct Inner {
     store: Degrading,
     /// The key prefix as stores apply it (empty, or ending in `:`).
     prefix: String,
-    #[cfg(feature = "redis")]
-    outage: Option<Arc<outage::OutageQueue>>,
     stats: Stats,
     flights: Flights,
 }
@@ -222,9 +220,7 @@ impl Cache {
         Ok(())
     }
 
-    /// Invalidates several patterns at once (one round trip). The in-process markers are
-    /// bumped too, whatever serves: this process then never reads its own write's old value,
-    /// even if Redis fails right after.
+    /// Invalidates several patterns at once (one round trip; see `Degrading::bump`).
     pub(crate) async fn invalidate_patterns(&self, patterns: &[Pattern]) {
         if patterns.is_empty() {
             return;
@@ -236,24 +232,10 @@ impl Cache {
             };
             self.inner.stats.record(name, Event::Invalidation);
         }
-        #[cfg(feature = "redis")]
-        if let (Some(redis), Some(queue)) = (self.inner.store.redis(), &self.inner.outage) {
-            if let Some(memory) = self.inner.store.memory() {
-                memory.bump_now(patterns);
-            }
-            if queue.hold_if_down(patterns) {
-                tracing::debug!(?patterns, "redis down; invalidation queued");
-                return;
-            }
-            if let Err(e) = redis.bump(patterns).await {
-                tracing::warn!(error = %e, ?patterns, "invalidation queued until redis returns");
-                self.inner.stats.record("*", Event::Error);
-                queue.hold_failed(patterns);
-            }
-            return;
+        if let Err(e) = self.inner.store.bump(patterns).await {
+            tracing::warn!(error = %e, ?patterns, "invalidation queued until redis returns");
+            self.inner.stats.record("*", Event::Error);
         }
-        // Without Redis only the in-process store has markers, and it cannot fail.
-        let _ = self.inner.store.bump(patterns).await;
     }
 
     /// Removes every entry of this cache: immediately through the epoch marker, then frees
@@ -325,7 +307,7 @@ impl Cache {
 
     fn pending_invalidations(&self) -> usize {
         #[cfg(feature = "redis")]
-        if let Some(queue) = &self.inner.outage {
+        if let Some(queue) = self.inner.store.outage() {
             return queue.len();
         }
         0
@@ -349,7 +331,7 @@ impl Cache {
     /// invalidates everything once.
     pub async fn shutdown(&self, deadline: Duration) -> bool {
         #[cfg(feature = "redis")]
-        if let (Some(redis), Some(queue)) = (self.redis(), &self.inner.outage) {
+        if let (Some(redis), Some(queue)) = (self.redis(), self.inner.store.outage()) {
             if queue.len() == 0 {
                 return true;
             }

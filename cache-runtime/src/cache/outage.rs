@@ -12,6 +12,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::key::Pattern;
@@ -51,6 +52,9 @@ impl Pending {
 #[derive(Debug)]
 pub(crate) struct OutageQueue {
     pending: Mutex<Pending>,
+    /// Patterns taken out for a replay that has not finished: still pending for everyone who
+    /// asks.
+    replaying: AtomicUsize,
     store: RedisCacheStore,
     /// `CACHE_OUTAGE_FILE`: exists while the queue is not empty (REVIEW R10).
     file: Option<PathBuf>,
@@ -60,6 +64,7 @@ impl OutageQueue {
     pub(crate) fn new(store: RedisCacheStore, file: Option<PathBuf>) -> Self {
         Self {
             pending: Mutex::default(),
+            replaying: AtomicUsize::new(0),
             store,
             file,
         }
@@ -99,44 +104,65 @@ impl OutageQueue {
         }
     }
 
+    /// Patterns waiting for Redis, those being replayed included.
     pub(crate) fn len(&self) -> usize {
         let pending = lock(&self.pending);
-        if pending.overflowed {
+        let queued = if pending.overflowed {
             MAX_PENDING + 1
         } else {
             pending.patterns.len()
+        };
+        queued + self.replaying.load(Ordering::Acquire)
+    }
+
+    fn emptied(&self, pending: &Pending) {
+        if pending.is_empty()
+            && let Some(file) = &self.file
+        {
+            let _ = std::fs::remove_file(file);
         }
     }
 
     /// Sends everything queued, whatever the breaker says, each chunk within `timeout`; true
     /// when the queue was emptied (new arrivals aside).
     pub(crate) async fn replay(&self, timeout: Duration) -> bool {
-        let taken = std::mem::take(&mut *lock(&self.pending));
-        if taken.is_empty() {
-            return true;
-        }
-        let patterns: Vec<Pattern> = if taken.overflowed {
-            vec![Pattern::All]
-        } else {
-            taken.patterns.into_iter().collect()
+        let (patterns, overflowed) = {
+            let mut pending = lock(&self.pending);
+            let taken = std::mem::take(&mut *pending);
+            if taken.is_empty() {
+                return true;
+            }
+            let patterns: Vec<Pattern> = if taken.overflowed {
+                vec![Pattern::All]
+            } else {
+                taken.patterns.into_iter().collect()
+            };
+            self.replaying.fetch_add(patterns.len(), Ordering::AcqRel);
+            (patterns, taken.overflowed)
         };
-        for (i, chunk) in patterns.chunks(REPLAY_CHUNK).enumerate() {
+        let mut sent = 0;
+        for chunk in patterns.chunks(REPLAY_CHUNK) {
             if let Err(e) = self.store.bump_in(chunk, Mode::Unguarded(timeout)).await {
                 tracing::debug!(error = %e, "replaying queued invalidations failed; will retry");
-                let rest = patterns[i * REPLAY_CHUNK..].iter().cloned();
                 let mut pending = lock(&self.pending);
-                if taken.overflowed {
+                if overflowed {
                     pending.patterns.clear();
                     pending.overflowed = true;
                 } else {
-                    pending.add(rest);
+                    pending.add(patterns[sent..].iter().cloned());
                 }
+                self.replaying.fetch_sub(patterns.len(), Ordering::AcqRel);
                 return false;
             }
+            sent += chunk.len();
         }
+        let pending = lock(&self.pending);
+        self.replaying.fetch_sub(patterns.len(), Ordering::AcqRel);
+        self.emptied(&pending);
+        drop(pending);
         tracing::info!(
             count = patterns.len(),
-            epoch = taken.overflowed,
+            epoch = overflowed,
             "replayed invalidations queued while redis was unreachable"
         );
         true
@@ -177,9 +203,7 @@ impl CloseGate for OutageQueue {
             return false;
         }
         close();
-        if let Some(file) = &self.file {
-            let _ = std::fs::remove_file(file);
-        }
+        self.emptied(&pending);
         true
     }
 }

@@ -134,3 +134,20 @@ fn install_crypto_provider() {
         let _ = rustls::crypto::ring::default_provider().install_default();
     }
 }
+
+#[cfg(all(test, feature = "tls"))]
+mod tests {
+    use super::*;
+
+    /// R2: a `rediss://` URL used to panic in rustls ("no process-level CryptoProvider") on the
+    /// first handshake. Now it is an ordinary connection failure (nothing listens on port 1).
+    #[tokio::test]
+    async fn r02_a_tls_connection_attempt_does_not_panic() {
+        let config = Config {
+            redis_url: "rediss://127.0.0.1:1/".to_owned(),
+            ..Config::default()
+        };
+        let target = Target::new(&config).unwrap();
+        assert!(target.connect(Duration::from_millis(500)).await.is_err());
+    }
+}

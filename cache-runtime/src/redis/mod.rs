@@ -181,6 +181,18 @@ impl RedisClient {
         self.shared.breaker.state()
     }
 
+    /// [`RedisClient::outage_epoch`] for a caller about to choose a store: while the breaker is
+    /// open, also makes sure a recovery task runs (one atomic load when it does). A task lost
+    /// with its runtime is replaced by the next call, even when no call reaches Redis any more
+    /// because everything is served in process meanwhile (REVIEW R12).
+    pub(crate) fn serving_epoch(&self) -> u64 {
+        let state = self.shared.breaker.state();
+        if state & 1 == 1 && !self.shared.recovering.load(Ordering::Acquire) {
+            self.spawn_recovery();
+        }
+        state
+    }
+
     /// A receiver of [`RedisClient::outage_epoch`]'s changes.
     pub fn watch_outages(&self) -> watch::Receiver<u64> {
         self.shared.outages.subscribe()
@@ -318,7 +330,8 @@ impl RedisClient {
             return;
         };
         if !self.shared.recovering.swap(true, Ordering::AcqRel) {
-            runtime.spawn(recovery::recover(self.shared.me.clone()));
+            let recovering = recovery::Recovering(self.shared.me.clone());
+            runtime.spawn(recovery::recover(recovering));
         }
     }
 

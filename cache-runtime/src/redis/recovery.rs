@@ -25,9 +25,9 @@ pub(crate) trait CloseGate: Send + Sync {
     fn close_if_clear(&self, close: &mut dyn FnMut()) -> bool;
 }
 
-/// Clears the `recovering` flag however the task ends: finished, or dropped with its runtime
-/// (REVIEW R12). The next call that finds the breaker open then starts a new task.
-struct Recovering(Weak<Shared>);
+/// Clears the `recovering` flag however the task ends: finished, or dropped with its runtime,
+/// polled or not (REVIEW R12). The next call that finds the breaker open then starts a new task.
+pub(super) struct Recovering(pub(super) Weak<Shared>);
 
 impl Drop for Recovering {
     fn drop(&mut self) {
@@ -37,8 +37,10 @@ impl Drop for Recovering {
     }
 }
 
-pub(super) async fn recover(weak: Weak<Shared>) {
-    let _recovering = Recovering(weak.clone());
+/// The task. `recovering` is moved in (not created inside), so that it is dropped with the
+/// future even if the future is never polled.
+pub(super) async fn recover(recovering: Recovering) {
+    let weak = recovering.0.clone();
     let mut backoff = Backoff::new();
     loop {
         tokio::time::sleep(backoff.next_delay()).await;

@@ -76,3 +76,33 @@ pub fn user(id: i32, name: &str) -> User {
         is_active: true,
     }
 }
+
+/// Polls `check` every 25 ms until it holds or `timeout` passes; true if it held.
+pub async fn eventually(timeout: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Waits until `cache` serves in `mode`, making calls meanwhile (a call is what notices a dead
+/// connection, and what starts a recovery when none runs).
+pub async fn until_mode(cache: &Cache, mode: cache_runtime::Mode) {
+    let reached = eventually(Duration::from_secs(15), async || {
+        cache.get::<i32>("probe:mode").await;
+        cache.mode() == mode
+    })
+    .await;
+    assert!(
+        reached,
+        "mode is still {:?}: {:?}",
+        cache.mode(),
+        cache.stats()
+    );
+}

@@ -1,6 +1,10 @@
 //! [`Degrading`]: Redis while its breaker is closed, else the in-process store (if any), else
-//! nothing; a fill goes back to the store (and outage) its read came from.
+//! nothing; a fill goes back to the store (and outage) its read came from, and an invalidation
+//! that cannot reach Redis waits in the outage queue.
 
+use std::path::PathBuf;
+#[cfg(feature = "redis")]
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::memory::MemoryStore;
@@ -8,12 +12,14 @@ use super::memory::MemoryStore;
 use super::redis::RedisCacheStore;
 use super::{Budget, CacheStore, Fetched, Fill, Origin, StoreError};
 use crate::cache::key::Pattern;
+#[cfg(feature = "redis")]
+use crate::cache::outage::OutageQueue;
 use crate::cache::stats::Mode;
 
 #[derive(Debug)]
 pub(crate) struct Degrading {
     #[cfg(feature = "redis")]
-    redis: Option<RedisCacheStore>,
+    redis: Option<(RedisCacheStore, Arc<OutageQueue>)>,
     memory: Option<MemoryStore>,
     /// While Redis is enabled but not serving, in-process entries live at most this long
     /// (REVIEW R9): other instances may be writing through Redis meanwhile.
@@ -21,11 +27,24 @@ pub(crate) struct Degrading {
 }
 
 impl Degrading {
+    /// The stores; with Redis, its outage queue is created and registered with the client as a
+    /// gate the breaker closes through. `outage_file`: see [`crate::Config::outage_file`].
     pub(crate) fn new(
         #[cfg(feature = "redis")] redis: Option<RedisCacheStore>,
         memory: Option<MemoryStore>,
         fallback_ttl: Duration,
+        outage_file: Option<PathBuf>,
     ) -> Self {
+        #[cfg(feature = "redis")]
+        let redis = redis.map(|redis| {
+            let queue = Arc::new(OutageQueue::new(redis.clone(), outage_file));
+            let gate: Arc<dyn crate::redis::CloseGate> = queue.clone();
+            redis.client().add_gate(Arc::downgrade(&gate));
+            queue.adopt_leftovers();
+            (redis, queue)
+        });
+        #[cfg(not(feature = "redis"))]
+        let _ = outage_file;
         Self {
             #[cfg(feature = "redis")]
             redis,
@@ -36,19 +55,19 @@ impl Degrading {
 
     #[cfg(feature = "redis")]
     pub(crate) fn redis(&self) -> Option<&RedisCacheStore> {
-        self.redis.as_ref()
+        self.redis.as_ref().map(|(redis, _)| redis)
     }
 
     #[cfg(feature = "redis")]
-    pub(crate) fn memory(&self) -> Option<&MemoryStore> {
-        self.memory.as_ref()
+    pub(crate) fn outage(&self) -> Option<&OutageQueue> {
+        self.redis.as_ref().map(|(_, queue)| &**queue)
     }
 
     /// The store that serves now: one atomic load.
     pub(crate) fn serving(&self) -> Origin {
         #[cfg(feature = "redis")]
-        if let Some(redis) = &self.redis {
-            let state = redis.client().outage_epoch();
+        if let Some(redis) = self.redis() {
+            let state = redis.client().serving_epoch();
             return match (state & 1 == 0, &self.memory) {
                 (true, _) => Origin::Redis,
                 (false, Some(_)) => Origin::Memory { epoch: state },
@@ -86,7 +105,7 @@ impl CacheStore for Degrading {
         let _ = budget;
         match (self.serving(), &self.memory) {
             #[cfg(feature = "redis")]
-            (Origin::Redis, _) => match &self.redis {
+            (Origin::Redis, _) => match self.redis() {
                 Some(redis) => redis.fetch(keys, budget).await,
                 None => Ok(keys.iter().map(|_| Fetched::default()).collect()),
             },
@@ -102,7 +121,7 @@ impl CacheStore for Degrading {
         let _ = budget;
         match (self.serving(), &self.memory) {
             #[cfg(feature = "redis")]
-            (Origin::Redis, _) => match &self.redis {
+            (Origin::Redis, _) => match self.redis() {
                 Some(redis) => redis.fetch_one(key, budget).await,
                 None => Ok(Fetched::default()),
             },
@@ -119,7 +138,7 @@ impl CacheStore for Degrading {
     ) -> Result<(), StoreError> {
         match fetched.origin {
             #[cfg(feature = "redis")]
-            Origin::Redis => match &self.redis {
+            Origin::Redis => match self.redis() {
                 Some(redis) => redis.prepare_fill(key, fetched, budget).await,
                 None => Ok(()),
             },
@@ -140,7 +159,7 @@ impl CacheStore for Degrading {
         match (serving, &self.memory) {
             #[cfg(feature = "redis")]
             (Origin::Redis, _) => {
-                let Some(redis) = &self.redis else {
+                let Some(redis) = self.redis() else {
                     return Ok(());
                 };
                 if fills.iter().all(|f| f.origin == serving) {
@@ -170,13 +189,24 @@ impl CacheStore for Degrading {
         }
     }
 
+    /// Bumps the in-process markers whatever serves (this process then never reads its own
+    /// write's old value, even if Redis fails right after), then Redis'; while Redis is down
+    /// the patterns wait in the outage queue (`Ok`). `Err` means the send failed: the patterns
+    /// are queued then too, and Redis stops serving until they are replayed.
     async fn bump(&self, patterns: &[Pattern]) -> Result<(), StoreError> {
         if let Some(memory) = &self.memory {
             memory.bump_now(patterns);
         }
         #[cfg(feature = "redis")]
-        if let Some(redis) = &self.redis {
-            redis.bump(patterns).await?;
+        if let Some((redis, queue)) = &self.redis {
+            if queue.hold_if_down(patterns) {
+                tracing::debug!(?patterns, "redis down; invalidation queued");
+                return Ok(());
+            }
+            if let Err(e) = redis.bump(patterns).await {
+                queue.hold_failed(patterns);
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -184,7 +214,7 @@ impl CacheStore for Degrading {
     async fn sweep(&self, under: &str) -> Result<u64, StoreError> {
         let in_memory = self.memory.as_ref().map_or(0, |m| m.sweep_now(under));
         #[cfg(feature = "redis")]
-        if let (Origin::Redis, Some(redis)) = (self.serving(), &self.redis) {
+        if let (Origin::Redis, Some(redis)) = (self.serving(), self.redis()) {
             return Ok(in_memory + redis.sweep(under).await?);
         }
         Ok(in_memory)
