@@ -12,10 +12,12 @@ pub(crate) mod kw {
     syn::custom_keyword!(key);
     syn::custom_keyword!(ttl);
     syn::custom_keyword!(skip);
+    syn::custom_keyword!(hash);
     syn::custom_keyword!(cache_none);
     syn::custom_keyword!(none_ttl);
     syn::custom_keyword!(result);
     syn::custom_keyword!(cache);
+    syn::custom_keyword!(deferred);
 }
 
 /// `#[cached(..)]`. Each option keeps its keyword token, for error spans.
@@ -24,6 +26,7 @@ pub(crate) struct CachedArgs {
     pub(crate) key: Option<(kw::key, LitStr)>,
     pub(crate) ttl: Option<(kw::ttl, Expr)>,
     pub(crate) skip: Option<(kw::skip, Punctuated<Ident, Token![,]>)>,
+    pub(crate) hash: Option<(kw::hash, Punctuated<Ident, Token![,]>)>,
     pub(crate) cache_none: Option<(kw::cache_none, LitBool)>,
     pub(crate) none_ttl: Option<(kw::none_ttl, Expr)>,
     pub(crate) common: Common,
@@ -33,6 +36,7 @@ pub(crate) struct CachedArgs {
 #[derive(Default)]
 pub(crate) struct InvalidatesArgs {
     pub(crate) patterns: Vec<LitStr>,
+    pub(crate) deferred: Option<(kw::deferred, LitBool)>,
     pub(crate) common: Common,
 }
 
@@ -53,14 +57,9 @@ impl Parse for CachedArgs {
             } else if lookahead.peek(kw::ttl) {
                 once(&mut args.ttl, input.parse()?, value(input)?)
             } else if lookahead.peek(kw::skip) {
-                let kw = input.parse()?;
-                let content;
-                syn::parenthesized!(content in input);
-                once(
-                    &mut args.skip,
-                    kw,
-                    content.parse_terminated(Ident::parse, Token![,])?,
-                )
+                once(&mut args.skip, input.parse()?, names(input)?)
+            } else if lookahead.peek(kw::hash) {
+                once(&mut args.hash, input.parse()?, names(input)?)
             } else if lookahead.peek(kw::cache_none) {
                 let kw: kw::cache_none = input.parse()?;
                 once(&mut args.cache_none, kw, flag(input, kw.span)?)
@@ -82,7 +81,10 @@ impl Parse for InvalidatesArgs {
         parse_list(input, |input, lookahead| {
             if lookahead.peek(LitStr) {
                 args.patterns.push(input.parse()?);
-                Ok(true)
+                Ok(Parsed::Known)
+            } else if lookahead.peek(kw::deferred) {
+                let kw: kw::deferred = input.parse()?;
+                once(&mut args.deferred, kw, flag(input, kw.span)?)
             } else {
                 args.common.parse_one(input, lookahead)
             }
@@ -92,8 +94,12 @@ impl Parse for InvalidatesArgs {
 }
 
 impl Common {
-    /// Parses one of the shared options; `Ok(false)` when the input is none of them.
-    fn parse_one(&mut self, input: ParseStream<'_>, lookahead: &Lookahead1<'_>) -> Arg {
+    /// Parses one of the shared options, if the input is one.
+    fn parse_one(
+        &mut self,
+        input: ParseStream<'_>,
+        lookahead: &Lookahead1<'_>,
+    ) -> syn::Result<Parsed> {
         if lookahead.peek(kw::result) {
             let kw: kw::result = input.parse()?;
             once(&mut self.result, kw, flag(input, kw.span)?)
@@ -104,23 +110,28 @@ impl Common {
             input.parse::<Token![=]>()?;
             once(&mut self.krate, kw, Path::parse_mod_style(input)?)
         } else {
-            Ok(false)
+            Ok(Parsed::Unknown)
         }
     }
 }
 
-/// Whether one argument was recognised and parsed.
-type Arg = syn::Result<bool>;
+/// What a parser made of the next argument.
+enum Parsed {
+    /// It was one of its options, now parsed.
+    Known,
+    /// It is none of them: the input is untouched, and every option was peeked, so that the
+    /// lookahead's error lists them all.
+    Unknown,
+}
 
-/// A comma-separated list of arguments; `arg` parses one, or returns `Ok(false)` if it does
-/// not know it, after peeking every option it knows so that the error lists them all.
+/// A comma-separated list of arguments, each parsed by `arg`.
 fn parse_list(
     input: ParseStream<'_>,
-    mut arg: impl FnMut(ParseStream<'_>, &Lookahead1<'_>) -> Arg,
+    mut arg: impl FnMut(ParseStream<'_>, &Lookahead1<'_>) -> syn::Result<Parsed>,
 ) -> syn::Result<()> {
     while !input.is_empty() {
         let lookahead = input.lookahead1();
-        if !arg(input, &lookahead)? {
+        if let Parsed::Unknown = arg(input, &lookahead)? {
             let expected = lookahead.error();
             return Err(match input.call(Ident::parse_any) {
                 Ok(name) => syn::Error::new(
@@ -138,7 +149,7 @@ fn parse_list(
 }
 
 /// Stores an option, unless it was given already: the one "at most once" check.
-fn once<K: ToTokens, V>(slot: &mut Option<(K, V)>, kw: K, value: V) -> Arg {
+fn once<K: ToTokens, V>(slot: &mut Option<(K, V)>, kw: K, value: V) -> syn::Result<Parsed> {
     if slot.is_some() {
         let name = kw.to_token_stream();
         return Err(syn::Error::new_spanned(
@@ -147,13 +158,20 @@ fn once<K: ToTokens, V>(slot: &mut Option<(K, V)>, kw: K, value: V) -> Arg {
         ));
     }
     *slot = Some((kw, value));
-    Ok(true)
+    Ok(Parsed::Known)
 }
 
 /// `= value`.
 fn value<T: Parse>(input: ParseStream<'_>) -> syn::Result<T> {
     input.parse::<Token![=]>()?;
     input.parse()
+}
+
+/// `(a, b)`: parameter names.
+fn names(input: ParseStream<'_>) -> syn::Result<Punctuated<Ident, Token![,]>> {
+    let content;
+    syn::parenthesized!(content in input);
+    content.parse_terminated(Ident::parse, Token![,])
 }
 
 /// A boolean option: `name = true|false`, or the bare `name` for `true`.

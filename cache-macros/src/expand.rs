@@ -8,14 +8,18 @@ use syn::spanned::Spanned;
 use syn::{Expr, Ident, ItemFn, Path, ReturnType};
 
 use crate::key::{Part, Template};
-use crate::valid::{Cached, Invalidates, Shape, Ttl};
+use crate::ret::Results;
+use crate::ttl::Ttl;
+use crate::valid::{Cached, Invalidates};
 
 /// ```text
-/// async fn get_user(db: &DatabaseConnection, id: i32) -> Result<Option<User>, DbErr> {
+/// async fn get_user(db: &DatabaseConnection, id: i32) -> ApiResult<Option<User>> {
 ///     let __cache_key = { /* KeyBuilder: "users:", id */ };
-///     __private::cached::<ResultOptionShape, Result<Option<User>, DbErr>, _, _>(
+///     let __cache_shape = (&&&&ShapeProbe::<ApiResult<Option<User>>, Detect>::NEW).shape();
+///     __private::cached::<_, ApiResult<Option<User>>, _, _>(
 ///         None, __cache_key, Policy { ttl: Some(secs(300)), .. },
-///         (&Probe::<ResultOptionShape, Result<Option<User>, DbErr>>::NEW).keeping(),
+///         __cache_shape, // ResultOptionShape, found through the alias
+///         (&KeepProbe::<_, ApiResult<Option<User>>>::of(&__cache_shape)).keeping(),
 ///         async move { body },
 ///     ).await
 /// }
@@ -34,43 +38,42 @@ pub(crate) fn cached(cached: Cached) -> TokenStream {
         hashed,
         type_params,
         const_params,
-        shape,
+        results,
         ttl,
         none_ttl,
         cache_none,
         cache,
     } = cached;
     let private = quote!(#krate::__private);
-    let key_var = hidden("key");
+    let (key_var, shape_var) = (hidden("key"), hidden("shape"));
     let build_key = build_key(&private, &key, &hashed, &type_params, &const_params);
     let (cache_let, cache) = cache_ref(&krate, cache.as_ref());
     let (ttl_check, ttl) = seconds(&private, ttl.as_ref(), "ttl");
     let (none_ttl_check, none_ttl) = seconds(&private, none_ttl.as_ref(), "none_ttl");
     // Naming the return type fixes the body's output type, which `?` conversions need; errors
     // about it (not serializable) point at it.
-    let (ret, ret_span) = match &sig.output {
-        ReturnType::Default => (quote!(()), Span::call_site()),
-        ReturnType::Type(_, ty) => (ty.to_token_stream(), ty.span()),
+    let (ret, ret_span) = return_type(&sig.output);
+    let shape = shape(&private, &ret, ret_span, results);
+    // A return type without `None` is reported at `cache_none`: every token of the call is
+    // located there, with the hidden local's hygiene (tokens of different hygiene would make
+    // the error span the whole attribute).
+    let cache_none = match cache_none {
+        Some(span) => {
+            let span = shape_var.span().located_at(span);
+            let private = respan(&private, span);
+            let shape = Ident::new(&shape_var.to_string(), span);
+            quote_spanned!(span=> #private::cache_none(&#shape))
+        }
+        None => quote!(false),
     };
-    let shape = Ident::new(
-        match shape {
-            Shape::Plain => "PlainShape",
-            Shape::Result => "ResultShape",
-            Shape::Option => "OptionShape",
-            Shape::ResultOption => "ResultOptionShape",
-        },
-        ret_span,
+    let keep = specialize(
+        &private,
+        &["ProbeClone", "ProbeBytes"],
+        quote!((&#private::KeepProbe::<_, #ret>::of(&#shape_var)).keeping()),
     );
     let private_at_ret = respan(&private, ret_span);
-    // Autoref specialization: values that are `Clone` are kept as themselves in the in-process
-    // store (one of the two imports is always unused).
-    let keep = quote! {{
-        #[allow(unused_imports)]
-        use #private::{ProbeBytes as _, ProbeClone as _};
-        (&#private::Probe::<#private::#shape, #ret>::NEW).keeping()
-    }};
     let call = quote_spanned! {ret_span=>
-        #private_at_ret::cached::<#private_at_ret::#shape, #ret, _, _>(
+        #private_at_ret::cached::<_, #ret, _, _>(
             #cache,
             #key_var,
             #private::Policy {
@@ -78,6 +81,7 @@ pub(crate) fn cached(cached: Cached) -> TokenStream {
                 cache_none: #cache_none,
                 none_ttl: #none_ttl,
             },
+            #shape_var,
             #keep,
             async move #block,
         )
@@ -88,6 +92,7 @@ pub(crate) fn cached(cached: Cached) -> TokenStream {
             #ttl_check
             #none_ttl_check
             let #key_var = #build_key;
+            let #shape_var = #shape;
             #cache_let
             #call
         }
@@ -96,11 +101,14 @@ pub(crate) fn cached(cached: Cached) -> TokenStream {
 
 /// ```text
 /// async fn delete_task(db: &DatabaseConnection, user_id: i32, id: i32) -> Result<(), DbErr> {
-///     let __cache_patterns = [/* "users:<user_id>:tasks:*" */, /* "tasks:<id>" */];
+///     let __cache_guard = InvalidationGuard::arm( // `arm_deferred` with `deferred`
+///         None,
+///         [/* "users:<user_id>:tasks:*" */, /* "tasks:<id>" */],
+///     );
 ///     let __cache_out = async move { body }.await;
-///     if __private::succeeded(&__cache_out) {
-///         __private::invalidate(None, &__cache_patterns).await;
-///     }
+///     __cache_guard
+///         .finish(__private::succeeded(/* shape of Result<(), DbErr> */, &__cache_out))
+///         .await;
 ///     __cache_out
 /// }
 /// ```
@@ -115,29 +123,83 @@ pub(crate) fn invalidates(invalidates: Invalidates) -> TokenStream {
             },
         krate,
         patterns,
-        result,
+        results,
+        deferred,
         cache,
     } = invalidates;
     let private = quote!(#krate::__private);
-    let (patterns_var, out) = (hidden("patterns"), hidden("out"));
+    let (guard, out) = (hidden("guard"), hidden("out"));
     // Rendered before the body runs, since the body may move the arguments.
     let patterns = patterns
         .iter()
         .map(|pattern| build_key(&private, pattern, &[], &[], &[]));
     let (cache_let, cache) = cache_ref(&krate, cache.as_ref());
-    let mut invalidate = quote!(#private::invalidate(#cache, &#patterns_var).await;);
-    if result {
-        invalidate = quote!(if #private::succeeded(&#out) { #invalidate });
-    }
+    let arm = Ident::new(
+        if deferred { "arm_deferred" } else { "arm" },
+        Span::call_site(),
+    );
+    let succeeded = match results {
+        Results::Ignored => quote!(true),
+        Results::Detect | Results::Required => {
+            let (ret, ret_span) = return_type(&sig.output);
+            let shape = shape(&private, &ret, ret_span, results);
+            quote!(#private::succeeded(#shape, &#out))
+        }
+    };
     quote! {
         #(#attrs)* #vis #sig {
-            let #patterns_var = [#(#patterns),*];
             #cache_let
+            let #guard = #private::InvalidationGuard::#arm(#cache, [#(#patterns),*]);
             let #out = async move #block.await;
-            #invalidate
+            #guard.finish(#succeeded).await;
             #out
         }
     }
+}
+
+/// The return type as tokens (`()` when none is written), and its span.
+fn return_type(output: &ReturnType) -> (TokenStream, Span) {
+    match output {
+        ReturnType::Default => (quote!(()), Span::call_site()),
+        ReturnType::Type(_, ty) => (ty.to_token_stream(), ty.span()),
+    }
+}
+
+/// The shape of the return type (`ResultOptionShape`, `ResultShape`, `OptionShape` or
+/// `PlainShape`), picked by the type system so that aliases are seen through. `result = true`
+/// is a compile error at the return type unless it is a `Result`.
+fn shape(
+    private: &TokenStream,
+    ret: &TokenStream,
+    ret_span: Span,
+    results: Results,
+) -> TokenStream {
+    let probe = match results {
+        Results::Detect => quote!(#private::ShapeProbe::<#ret, #private::Detect>::NEW),
+        Results::Ignored => quote!(#private::ShapeProbe::<#ret, #private::NotResult>::NEW),
+        Results::Required => {
+            let private = respan(private, ret_span);
+            quote_spanned!(ret_span=> #private::result_probe::<#ret>())
+        }
+    };
+    specialize(
+        private,
+        &["IsResultOption", "IsResult", "IsOption", "IsPlain"],
+        quote!((&&&&#probe).shape()),
+    )
+}
+
+/// Autoref specialization (see the runtime's `cache/shape.rs`): `call` resolves to the method
+/// of whichever of `traits` the types pick, so the other imports are unused.
+fn specialize(private: &TokenStream, traits: &[&str], call: TokenStream) -> TokenStream {
+    let traits = traits
+        .iter()
+        .map(|name| Ident::new(name, Span::call_site()));
+    quote!({
+        #[allow(unused_imports)] // all but the picked trait
+        use #private::{#(#traits as _),*};
+        #call
+    })
 }
 
 /// The user's item as written, plus the errors: the rest of the crate keeps compiling.

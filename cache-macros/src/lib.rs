@@ -1,14 +1,18 @@
 //! Implementation detail of `cache-runtime`: use `cache_runtime::{cached, invalidates}`.
 //!
 //! Each macro parses its arguments (`args.rs`, templates in `key.rs`), checks them against the
-//! function (`valid.rs`), and generates a few calls into `cache_runtime::__private`
-//! (`expand.rs`). On bad input the function is emitted unchanged next to the errors.
+//! function (`valid.rs`, with `signature.rs`, `ret.rs` and `ttl.rs`), and generates a few calls
+//! into `cache_runtime::__private` (`expand.rs`). On bad input the function is emitted
+//! unchanged next to the errors.
 
 use proc_macro::TokenStream;
 
 mod args;
 mod expand;
 mod key;
+mod ret;
+mod signature;
+mod ttl;
 mod valid;
 
 /// Caches an async function's result under a key built from its arguments.
@@ -48,8 +52,11 @@ mod valid;
 /// fields of them (`<filter.name>`, `<self.tenant>`). Segments are separated by `:`; use
 /// them to make prefixes that [`invalidates`] can target (`users:*`, `users:<id>:*`).
 ///
-/// Every other argument is hashed: its JSON form goes into a blake3 hash appended as
-/// `:<hash>` (in parameter order), so different arguments never share an entry.
+/// Every other argument is hashed: its JSON form (with its name, and map keys sorted) goes
+/// into a blake3 hash appended as `:<hash>` (in parameter order), so different arguments never
+/// share an entry. An argument the template uses only through fields (`<q.account>`) must be
+/// named in [`hash(..)`](#hash) or [`skip(..)`](#skip): its other fields would otherwise be
+/// left out of the key, and calls differing in them would share an entry.
 ///
 /// ```
 /// # use cache_runtime::{Cache, cached};
@@ -83,16 +90,59 @@ mod valid;
 /// make the template differ per instantiation. `self` is never hashed; name what matters in
 /// the template (`<self.tenant>`).
 ///
+/// # `hash`
+///
+/// `hash(q)` hashes the whole of an argument that the template uses only through fields, in
+/// addition to those fields: the key keeps a readable, invalidatable prefix
+/// (`reports:acme:*`) and calls that differ in the other fields still get entries of their
+/// own. Naming an argument the template does not use, or uses whole, is an error (it is hashed
+/// already, or entirely in the key).
+///
+/// ```
+/// # use cache_runtime::{Cache, cached};
+/// #[derive(serde::Serialize)]
+/// struct Query {
+///     account: String,
+///     month: u32,
+/// }
+///
+/// #[cached(key = "reports:<q.account>", hash(q))] // key: reports:acme:<hash of q>
+/// async fn report(q: &Query) -> String {
+///     format!("{} in month {}", q.account, q.month)
+/// }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// # cache_runtime::install(Cache::builder().build().await.unwrap()).unwrap();
+/// let january = Query { account: "acme".into(), month: 1 };
+/// let february = Query { account: "acme".into(), month: 2 };
+/// assert_eq!(report(&january).await, "acme in month 1");
+/// assert_eq!(report(&february).await, "acme in month 2"); // another entry
+/// # assert_eq!(cache_runtime::global().unwrap().stats().totals.loads, 2);
+/// # }
+/// ```
+///
 /// # `skip`
 ///
 /// `skip(a, b)` leaves arguments out of the key: ones that cannot change the result (a
 /// logger, a flag for tracing). Arguments that are not serializable must be in the template or
-/// skipped; the compiler says which. Database connections are skipped without being asked:
-/// parameters whose type is (a reference to) a path ending in `DatabaseConnection` or
-/// `DatabaseTransaction`, `impl ConnectionTrait`, `dyn ConnectionTrait`, or a type parameter
-/// bounded by `ConnectionTrait`; so are the parameters the [`cache`](#cache) expression uses.
+/// skipped; the compiler says which. An argument the template uses only through fields may be
+/// skipped too, when those fields are all that can change the result (`key =
+/// "users:<user.id>", skip(user)`); one it uses whole may not.
+///
+/// Database connections are skipped without being asked: parameters whose type is (a
+/// reference to) a path ending in `DatabaseConnection`, `RestrictedConnection` or
+/// `DatabaseExecutor`, `impl`/`dyn ConnectionTrait` or `TransactionTrait`, or a type parameter
+/// bounded by one of them; so are the parameters the [`cache`](#cache) expression uses.
 /// Anything serializable that is not skipped is hashed, so remember to skip things like
 /// counters or clocks that do not change the result.
+///
+/// **Transactions.** A parameter whose type ends in `DatabaseTransaction` (or
+/// `RestrictedTransaction`) is a compile error: a read inside a transaction sees its
+/// uncommitted rows, and caching it would serve them to everyone, even after a rollback. The
+/// macro cannot see through the generic forms: **an `impl ConnectionTrait`, a `C:
+/// ConnectionTrait` or a `DatabaseExecutor` may be a transaction at run time**, and then the
+/// same applies. Only call such cached functions with a connection, and keep reads inside a
+/// transaction uncached.
 ///
 /// ```
 /// # use cache_runtime::{Cache, cached};
@@ -131,19 +181,25 @@ mod valid;
 ///
 /// # Return types, `cache_none` and `none_ttl`
 ///
-/// What is cached is chosen from the return type as written:
+/// What is cached depends on the return type, as the compiler sees it: aliases such as
+/// `type ApiResult<T> = Result<T, ApiError>` or `io::Result<T>` are what they stand for, and a
+/// type of your own named `Result` is a plain value.
 ///
 /// | return type | cached | not cached |
 /// |---|---|---|
 /// | `Result<Option<T>, E>` | `Ok(Some(_))`, and `Ok(None)` with `cache_none` | `Err(_)` |
-/// | `Result<T, E>` (any path ending in `Result` with type arguments) | `Ok(_)` | `Err(_)` |
+/// | `Result<T, E>` | `Ok(_)` | `Err(_)` |
 /// | `Option<T>` | `Some(_)`, and `None` with `cache_none` | |
 /// | anything else | the value | |
 ///
+/// In a generic function, a return type that is a type parameter (`-> T`) is a plain value,
+/// even when `T` is a `Result`.
+///
 /// The cached part must implement `Serialize` and `DeserializeOwned`; an `impl Trait` return
 /// type cannot be cached. `cache_none = true` (or just `cache_none`) caches negative results,
-/// so that repeated lookups of a missing row stop reaching the database; `none_ttl = <secs>`
-/// gives them their own, usually shorter, TTL.
+/// so that repeated lookups of a missing row stop reaching the database (a return type
+/// without `None` is then a compile error); `none_ttl = <secs>` gives them their own, usually
+/// shorter, TTL.
 ///
 /// ```
 /// # use cache_runtime::{Cache, cached};
@@ -161,20 +217,36 @@ mod valid;
 ///
 /// # `result`
 ///
-/// `result = true` treats a return type that does not look like `Result` (an alias such as
-/// `DbResult<T>`) as one: only `Ok` is cached, and an `Option` first type argument selects
-/// the `Result<Option<T>, E>` handling. `result = false` turns the detection off.
+/// Aliases need nothing: `result = true` only asserts that the return type is a `Result`
+/// (a compile error otherwise). `result = false` treats a `Result` as a plain value: `Err` is
+/// cached too, and must then be serializable.
 ///
 /// ```
-/// # use cache_runtime::cached;
-/// type DbResult<T> = Result<T, String>;
+/// # use cache_runtime::{Cache, cached};
+/// #[derive(Debug, serde::Serialize, serde::Deserialize)]
+/// enum ApiError {
+///     NotFound,
+/// }
+/// type ApiResult<T> = Result<T, ApiError>;
 ///
-/// #[cached(key = "users:<id>", result = true)]
-/// async fn get_user(id: i32) -> DbResult<Option<String>> {
-///     Ok(Some(id.to_string()))
+/// #[cached(key = "users:<id>")] // a `Result`: only `Ok` is cached, though `ApiError` could be
+/// async fn get_user(id: i32) -> ApiResult<String> {
+///     Err(ApiError::NotFound)
+/// }
+///
+/// #[cached(key = "checks:<id>", result = false)] // `Err` is cached too
+/// async fn check(id: i32) -> Result<(), String> {
+///     Err(format!("{id} is unknown"))
 /// }
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() { get_user(1).await.unwrap(); }
+/// # async fn main() {
+/// # cache_runtime::install(Cache::builder().build().await.unwrap()).unwrap();
+/// # let cache = cache_runtime::global().unwrap();
+/// get_user(1).await.unwrap_err();
+/// assert!(cache.get::<String>("users:1").await.is_none());
+/// check(1).await.unwrap_err();
+/// assert!(cache.get::<Result<(), String>>("checks:1").await.is_some());
+/// # }
 /// ```
 ///
 /// # `cache`
@@ -226,9 +298,11 @@ mod valid;
 /// # Compile-time checks
 ///
 /// Unknown or repeated arguments, placeholders that name no parameter, malformed templates,
-/// `ttl = 0`, `skip` of a parameter that does not exist, a non-`async` function and an
-/// argument that can be neither hashed nor skipped are compile errors, pointing at the
-/// culprit:
+/// `ttl = 0`, `skip` or `hash` of a parameter that does not exist, an argument in the template
+/// only through fields and neither hashed nor skipped, a transaction parameter, a non-`async`
+/// function, `cache_none` without a `None` in the return type, `result = true` on a type that
+/// is not a `Result`, and an argument that can be neither hashed nor skipped are compile
+/// errors, pointing at the culprit:
 ///
 /// ```compile_fail
 /// # use cache_runtime::cached;
@@ -241,7 +315,9 @@ mod valid;
 ///
 /// # Equivalent code without `#[cached]`
 ///
-/// The expansion builds the key, then reads through the cache with the body as the loader
+/// The expansion builds the key, lets the compiler pick the return type's shape and how the
+/// in-process store keeps the value (autoref specialization: `__private::ShapeProbe`,
+/// `KeepProbe`), then reads through the cache with the body as the loader
 /// (`cache_runtime::__private` is not public API; this shows what happens, not what to write):
 ///
 /// ```text
@@ -251,14 +327,22 @@ mod valid;
 ///     let key: Result<String, KeyError> = {
 ///         let mut key = KeyBuilder::new();
 ///         key.literal("users:list");
-///         key.hash("skip", &skip);  // KeyArg-checked: a non-serializable argument
+///         key.hash("skip", &skip);   // KeyArg-checked: a non-serializable argument
 ///         key.hash("limit", &limit); // is a compile error at the parameter
 ///         key.finish()               // "users:list:<hash>"
 ///     };
-///     __private::cached::<ResultShape, Result<Vec<user::Model>, DbErr>, _>(
+///     type R = Result<Vec<user::Model>, DbErr>; // written out in the expansion
+///     let shape = (&&&&ShapeProbe::<R, Detect>::NEW).shape(); // ResultShape
+///     __private::cached::<_, R, _, _>(
 ///         None, // or Some(&cache) with `cache = ..`
 ///         key,
-///         Policy { ttl: Some(Duration::from_secs(60)), cache_none: false, none_ttl: None },
+///         Policy {
+///             ttl: Some(secs(60)),
+///             cache_none: false, // `cache_none`: `cache_none(&shape)`, true if it compiles
+///             none_ttl: None,
+///         },
+///         shape,
+///         (&KeepProbe::<_, R>::of(&shape)).keeping(), // ByClone if the value is Clone
 ///         async move {
 ///             // the original body, unchanged
 ///         },
@@ -305,6 +389,11 @@ pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
 /// whatever the number of keys (the cache never scans), and a later read never sees an entry
 /// loaded before it. Without a cache, the function simply runs.
 ///
+/// The invalidation survives cancellation: if the call's future is dropped once the body has
+/// started (a client disconnects, a timeout fires while `commit().await` is in flight), the
+/// invalidation runs in a task spawned on the current tokio runtime, since the write may have
+/// committed. An extra invalidation for a write that did not commit only costs a reload.
+///
 /// # Patterns
 ///
 /// One or more string literals, each one of:
@@ -330,21 +419,69 @@ pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// # `result`
 ///
-/// When the return type is written `Result<..>` (any path ending in `Result` with type
-/// arguments), entries are invalidated only on `Ok`: a failed write changed nothing. Other
-/// functions invalidate whenever they return. `result = true` treats an alias
-/// (`DbResult<T>`) as a `Result`; `result = false` invalidates on `Err` too.
+/// When the return type is a `Result`, as the compiler sees it (aliases included), entries are
+/// invalidated only on `Ok`: a failed write changed nothing. Other functions invalidate
+/// whenever they return. `result = true` asserts that the return type is a `Result` (a compile
+/// error otherwise); `result = false` invalidates on `Err` too. Telling needs the return type
+/// by name: with an `impl Trait` in it, write `result = false`.
 ///
 /// ```
 /// # use cache_runtime::invalidates;
 /// type DbResult<T> = Result<T, String>;
 ///
-/// #[invalidates("users:*", result = true)]
+/// #[invalidates("users:*")]
 /// async fn deactivate_all() -> DbResult<u64> {
 ///     Err("read-only replica".into()) // nothing is invalidated
 /// }
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() { deactivate_all().await.unwrap_err(); }
+/// ```
+///
+/// # `deferred`
+///
+/// A function that writes through its caller's transaction must not invalidate when it
+/// returns: the caller has not committed yet, and a concurrent read could load the old rows
+/// and cache them again, for their whole TTL. So a parameter whose type ends in
+/// `DatabaseTransaction` (or `RestrictedTransaction`) is a compile error, unless the attribute
+/// says `deferred` (or `deferred = true`): the invalidation is then handed to the enclosing
+/// `cache_runtime::defer_invalidations(..)`, which runs it when its future completes (after
+/// the commit) or is dropped. Outside one, a deferred invalidation runs at once and logs a
+/// warning. Write `deferred` too when an `impl ConnectionTrait` or `C: ConnectionTrait`
+/// parameter may be a transaction: the macro cannot tell.
+///
+/// ```
+/// use cache_runtime::{Cache, cached, defer_invalidations, invalidates};
+///
+/// struct DatabaseTransaction; // sea_orm::DatabaseTransaction, in real life
+/// impl DatabaseTransaction {
+///     async fn commit(self) -> Result<(), String> { Ok(()) }
+/// }
+///
+/// #[cached(key = "users:<id>")]
+/// async fn get_user(id: i32) -> Option<String> {
+///     Some(id.to_string())
+/// }
+///
+/// #[invalidates("users:<id>", deferred)]
+/// async fn rename_user(txn: &DatabaseTransaction, id: i32, name: &str) -> Result<(), String> {
+///     Ok(()) // an UPDATE in `txn`, in real life
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), String> {
+/// # cache_runtime::install(Cache::builder().build().await.unwrap()).unwrap();
+/// let cache = cache_runtime::global().unwrap();
+/// get_user(1).await;
+/// defer_invalidations(async {
+///     let txn = DatabaseTransaction; // db.begin().await?
+///     rename_user(&txn, 1, "ann").await?;
+///     assert!(cache.get::<Option<String>>("users:1").await.is_some()); // not yet
+///     txn.commit().await
+/// })
+/// .await?;
+/// assert!(cache.get::<Option<String>>("users:1").await.is_none()); // after the commit
+/// # Ok(())
+/// # }
 /// ```
 ///
 /// # `cache`
@@ -375,7 +512,8 @@ pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
 /// # Compile-time checks
 ///
 /// A missing pattern, a `*` that is not a whole trailing segment, placeholders that name no
-/// parameter and a non-`async` function are compile errors:
+/// parameter, a transaction parameter without `deferred`, `result = true` on a type that is
+/// not a `Result` and a non-`async` function are compile errors:
 ///
 /// ```compile_fail
 /// # use cache_runtime::invalidates;
@@ -386,19 +524,24 @@ pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// # Equivalent code without `#[invalidates]`
 ///
+/// The guard holds the rendered patterns and the cache; dropped while armed, it spawns the
+/// invalidation:
+///
 /// ```text
 /// pub async fn delete_task(db: &DatabaseConnection, user_id: i32, id: i32) -> Result<(), DbErr> {
-///     let patterns: [Result<String, KeyError>; 2] = [
-///         { /* KeyBuilder: "users:", user_id, ":tasks:*" */ },
-///         { /* KeyBuilder: "tasks:", id */ },
-///     ];
+///     let guard = __private::InvalidationGuard::arm( // `arm_deferred` with `deferred`
+///         None, // or Some(&cache) with `cache = ..`
+///         [
+///             { /* KeyBuilder: "users:", user_id, ":tasks:*" */ },
+///             { /* KeyBuilder: "tasks:", id */ },
+///         ],
+///     );
 ///     let out = async move {
 ///         // the original body, unchanged
 ///     }
 ///     .await;
-///     if __private::succeeded(&out) {
-///         __private::invalidate(None, &patterns).await;
-///     }
+///     let shape = (&&&&ShapeProbe::<Result<(), DbErr>, Detect>::NEW).shape(); // ResultShape
+///     guard.finish(__private::succeeded(shape, &out)).await; // `true` with `result = false`
 ///     out
 /// }
 /// ```

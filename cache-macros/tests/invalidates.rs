@@ -1,4 +1,8 @@
-//! `#[invalidates]`: exact keys, prefixes with placeholders, several patterns, only on success.
+//! `#[invalidates]`: exact keys, prefixes with placeholders, several patterns, only on success
+//! (by type: aliases too), and after a cancellation.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use cache_runtime::{Cache, cached, invalidates};
 
@@ -150,4 +154,112 @@ async fn patterns_are_rendered_before_the_body_moves_arguments() {
     };
     assert_eq!(apply(&cache, patch).await.as_deref(), Ok("eve"));
     assert!(!is_cached(&cache, "users:5").await);
+}
+
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+enum ApiError {
+    Rejected,
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+#[invalidates("users:*", cache = cache)]
+async fn failing_alias(cache: &Cache, fail: bool) -> ApiResult<()> {
+    if fail {
+        return Err(ApiError::Rejected);
+    }
+    Ok(())
+}
+
+/// R16: "only on `Ok`" is decided by the type, so an alias of `Result` counts.
+#[tokio::test]
+async fn r16_an_err_of_a_result_alias_invalidates_nothing() {
+    let cache = cache().await;
+    get_user(&cache, 1).await;
+    assert_eq!(failing_alias(&cache, true).await, Err(ApiError::Rejected));
+    assert!(is_cached(&cache, "users:1").await);
+    failing_alias(&cache, false).await.unwrap();
+    assert!(!is_cached(&cache, "users:1").await);
+}
+
+#[invalidates("users:*", cache = cache, result = false)]
+async fn failing_always_invalidates(cache: &Cache) -> Result<(), String> {
+    Err("rejected".to_owned())
+}
+
+#[tokio::test]
+async fn result_false_invalidates_on_err_too() {
+    let cache = cache().await;
+    get_user(&cache, 1).await;
+    failing_always_invalidates(&cache).await.unwrap_err();
+    assert!(!is_cached(&cache, "users:1").await);
+}
+
+/// A write that commits, then hangs (a slow network after `COMMIT`, say).
+#[invalidates("users:<id>", cache = cache)]
+async fn commit_then_hang(cache: &Cache, committed: &AtomicBool, id: i32) -> Result<(), String> {
+    let _ = id;
+    committed.store(true, Ordering::SeqCst);
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+/// Polls until `key` is no longer cached; false if it still is after a second.
+async fn becomes_uncached(cache: &Cache, key: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while is_cached(cache, key).await {
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    true
+}
+
+/// R5: a call dropped after its write committed (a client disconnect, a timeout) still
+/// invalidates.
+#[tokio::test]
+async fn r5_a_call_cancelled_after_its_write_still_invalidates() {
+    let cache = cache().await;
+    get_user(&cache, 1).await;
+    get_user(&cache, 2).await;
+    let committed = AtomicBool::new(false);
+    let call = commit_then_hang(&cache, &committed, 1);
+    let timed_out = tokio::time::timeout(Duration::from_millis(10), call).await;
+    assert!(timed_out.is_err());
+    assert!(committed.load(Ordering::SeqCst));
+    assert!(
+        becomes_uncached(&cache, "users:1").await,
+        "the cancelled call's invalidation was lost"
+    );
+    assert!(is_cached(&cache, "users:2").await);
+}
+
+#[tokio::test]
+async fn a_call_dropped_before_it_runs_invalidates_nothing() {
+    let cache = cache().await;
+    get_user(&cache, 1).await;
+    let committed = AtomicBool::new(false);
+    drop(commit_then_hang(&cache, &committed, 1));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(is_cached(&cache, "users:1").await);
+}
+
+/// `Cell` is `Send` but not `Sync`: a borrow of the result held across an await would make
+/// the future `!Send`.
+#[invalidates("users:<id>", cache = cache)]
+async fn returns_a_cell(cache: &Cache, id: i32) -> Result<std::cell::Cell<i32>, String> {
+    Ok(std::cell::Cell::new(id))
+}
+
+#[tokio::test]
+async fn invalidating_futures_are_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    let cache = cache().await;
+    let future = rename_user(&cache, 1, "ann".to_owned());
+    assert_send(&future);
+    future.await.unwrap();
+    let future = returns_a_cell(&cache, 1);
+    assert_send(&future);
+    assert_eq!(future.await.unwrap().get(), 1);
 }

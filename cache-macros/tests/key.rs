@@ -1,6 +1,8 @@
 //! Key forms: placeholders, fields, hashed arguments, skipped and connection arguments,
 //! methods and generic functions.
 
+use std::collections::HashMap;
+
 use cache_runtime::{Cache, KeyBuilder, cached};
 use serde::Serialize;
 
@@ -55,7 +57,8 @@ struct Owner {
     id: i32,
 }
 
-#[cached(key = "owners:<page.owner.id>:pages:<page.number>", cache = cache)]
+/// The fields cover the whole of `Page`: `skip(page)` says so.
+#[cached(key = "owners:<page.owner.id>:pages:<page.number>", skip(page), cache = cache)]
 async fn page(cache: &Cache, page: &Page) -> Vec<u32> {
     vec![page.number]
 }
@@ -206,4 +209,107 @@ async fn generic_instantiations_are_cached_apart() {
     assert_eq!(filled::<2>(&cache, 1).await, vec![1, 1]);
     assert_eq!(filled::<3>(&cache, 1).await, vec![1, 1, 1]);
     assert_eq!(loads(&cache), 4);
+}
+
+#[derive(Serialize)]
+struct Query {
+    account: String,
+    month: u32,
+}
+
+fn query(month: u32) -> Query {
+    Query {
+        account: "acme".to_owned(),
+        month,
+    }
+}
+
+#[cached(key = "reports:<q.account>", hash(q), cache = cache)]
+async fn report_hashed(cache: &Cache, q: &Query) -> String {
+    format!("{} {}", q.account, q.month)
+}
+
+/// R6: with `hash(q)`, the fields outside the template still tell calls apart.
+#[tokio::test]
+async fn r6_hash_keeps_the_other_fields_in_the_key() {
+    let cache = cache().await;
+    assert_eq!(report_hashed(&cache, &query(1)).await, "acme 1");
+    assert_eq!(report_hashed(&cache, &query(2)).await, "acme 2");
+    assert_eq!(report_hashed(&cache, &query(1)).await, "acme 1");
+    assert_eq!(loads(&cache), 2);
+
+    let mut key = KeyBuilder::new();
+    key.literal("reports:")
+        .value("q.account", "acme")
+        .hash("q", &query(2));
+    let key = key.finish().unwrap();
+    assert!(key.starts_with("reports:acme:"), "{key}");
+    assert_eq!(cache.get::<String>(&key).await.as_deref(), Some("acme 2"));
+}
+
+/// Only the account can change this report (say, the month is for display).
+#[cached(key = "reports:<q.account>:summary", skip(q), cache = cache)]
+async fn report_skipped(cache: &Cache, q: &Query) -> String {
+    format!("{} {}", q.account, q.month)
+}
+
+/// R6: `skip(q)` says the fields in the template are all that matter: one entry.
+#[tokio::test]
+async fn r6_skip_keys_on_the_template_fields_only() {
+    let cache = cache().await;
+    assert_eq!(report_skipped(&cache, &query(1)).await, "acme 1");
+    assert_eq!(report_skipped(&cache, &query(2)).await, "acme 1");
+    assert_eq!(loads(&cache), 1);
+    assert_eq!(
+        cache.get::<String>("reports:acme:summary").await.as_deref(),
+        Some("acme 1")
+    );
+}
+
+#[cached(key = "nicknames:<nickname>", cache = cache)]
+async fn by_nickname(cache: &Cache, nickname: Option<String>) -> String {
+    format!("{nickname:?}")
+}
+
+/// R23: `None` and `Some("null")` render to different keys.
+#[tokio::test]
+async fn r23_none_and_the_string_null_are_different_keys() {
+    let cache = cache().await;
+    assert_eq!(by_nickname(&cache, None).await, "None");
+    assert_eq!(
+        by_nickname(&cache, Some("null".to_owned())).await,
+        "Some(\"null\")"
+    );
+    assert_eq!(loads(&cache), 2);
+    assert_eq!(
+        cache.get::<String>("nicknames:%00n").await.as_deref(),
+        Some("None")
+    );
+    assert_eq!(
+        cache.get::<String>("nicknames:null").await.as_deref(),
+        Some("Some(\"null\")")
+    );
+}
+
+#[cached(key = "scores", cache = cache)]
+async fn total(cache: &Cache, scores: &HashMap<String, u32>) -> u32 {
+    scores.values().sum()
+}
+
+/// R23: a `HashMap` argument hashes the same whatever the order it iterates in (which differs
+/// from map to map, and from process to process).
+#[tokio::test]
+async fn r23_a_hash_map_hashes_the_same_in_any_order() {
+    let cache = cache().await;
+    let forward: HashMap<String, u32> = (0..32).map(|i| (format!("k{i}"), i)).collect();
+    let backward: HashMap<String, u32> = (0..32).rev().map(|i| (format!("k{i}"), i)).collect();
+    assert_eq!(forward, backward);
+    assert_ne!(
+        forward.keys().collect::<Vec<_>>(),
+        backward.keys().collect::<Vec<_>>(),
+        "the two maps happen to iterate alike: the test proves nothing"
+    );
+    assert_eq!(total(&cache, &forward).await, 496);
+    assert_eq!(total(&cache, &backward).await, 496);
+    assert_eq!(loads(&cache), 1);
 }

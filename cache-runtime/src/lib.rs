@@ -60,6 +60,7 @@ pub use cache::key::{KeyBuilder, MAX_KEY_LEN};
 pub use cache::stats::{Mode, PrefixStats, StatsSnapshot};
 pub use cache::{Cache, CacheBuilder, Health};
 pub use config::{Config, Environment, Fallback, MAX_TTL_LIMIT};
+pub use context::defer_invalidations;
 pub use context::{current, global, install, scope};
 pub use error::{ConfigError, KeyError};
 #[cfg(feature = "redis")]

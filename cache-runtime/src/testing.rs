@@ -168,7 +168,7 @@ impl Store {
     /// read serves.
     async fn read(&self, key: &str) -> Option<String> {
         let fetched = self.fetch_one(key).await;
-        let envelope = codec::decode::<String>(fetched.value.as_deref()?)?;
+        let envelope = codec::decode::<String>(fetched.value.as_deref()?, None)?;
         (envelope.g == fetched.gens).then_some(envelope.d)
     }
 }
@@ -177,7 +177,7 @@ impl Store {
 fn fill<'a>(key: &'a str, value: &str, fetched: &'a Fetched) -> Fill<'a> {
     Fill {
         key,
-        bytes: Arc::from(assert_ok(codec::encode(&value, &fetched.gens, 0))),
+        bytes: Arc::from(assert_ok(codec::encode(&value, &fetched.gens, 0, None))),
         typed: None,
         gens: &fetched.gens,
         load_time: Duration::ZERO,
@@ -227,7 +227,7 @@ pub mod conformance {
         let fetched = store.fetch(&["users:2", "users:missing", "users:1"]).await;
         let values: Vec<Option<String>> = fetched
             .iter()
-            .map(|f| codec::decode::<String>(f.value.as_deref()?).map(|e| e.d))
+            .map(|f| codec::decode::<String>(f.value.as_deref()?, None).map(|e| e.d))
             .collect();
         assert_eq!(
             values,

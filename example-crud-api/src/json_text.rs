@@ -19,8 +19,13 @@ use serde_json::value::RawValue;
 /// any JSON value, kept verbatim; as a response it is a 200 with `content-type:
 /// application/json` and the text as body.
 ///
-/// `T` only documents what the text holds: deserializing does not check it, and [`decode`]
-/// turns the text back into a `T`.
+/// `T` only documents what the text holds: deserializing does not check it (that would cost
+/// the decode a hit saves), and [`decode`] turns the text back into a `T`. What keeps a wrong
+/// text out of a cached read is the cache's envelope: `#[cached]` tags it with the value's type
+/// (here `JsonText<T>`), so an entry written under the same key by another function, for
+/// another type, is a miss. An entry of this very type written by another version of the
+/// application (a rolling deploy that changed the JSON of a row) is served as it is: when a
+/// cached type's JSON changes, change its keys too (`users:v2:<id>`), or clear the cache.
 ///
 /// ```
 /// use example_crud_api::JsonText;

@@ -407,6 +407,30 @@ async fn e9_null_for_a_non_nullable_field_is_a_422(db: Db) {
 // SQLite settings -----------------------------------------------------------------------------
 
 /// SQLite runs in WAL mode with `synchronous=NORMAL` and a 5 s busy timeout.
+/// E6: `JsonText` takes any JSON, so an entry another function wrote under `users:<id>`
+/// (another type, marker generations current) was served verbatim. The envelope's type tag
+/// makes it a miss.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e6_an_entry_of_another_type_is_not_served() {
+    let app = TestApp::new(Db::Sqlite, Kind::Redis).await;
+    let user = id(&app.user("Ada", "ada@e.io", Some(36)).await);
+    let first = app.get(&format!("/users/{user}")).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+    let key = format!("users:{user}");
+    let gens: Vec<Option<u64>> =
+        app.redis()
+            .query(&["MGET", "__inv:*", "__inv:users:*", &format!("__inv:{key}")]);
+    let gens: Vec<u64> = gens.into_iter().map(Option::unwrap_or_default).collect();
+    let foreign = json!({"v": 1, "t": 0, "s": 42, "g": gens, "d": {"not": "a user"}});
+    app.redis().cli(&["SET", &key, &foreign.to_string()]);
+    let second = app.get(&format!("/users/{user}")).await;
+    assert_eq!(
+        second.body, first.body,
+        "the foreign entry was served: {}",
+        second.text
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_opens_in_wal_mode() {
     let (url, _guard) = DbGuard::create(Db::Sqlite).await;

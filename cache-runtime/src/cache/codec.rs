@@ -1,8 +1,12 @@
-//! The value envelope: `{"v":1,"t":<load start, unix ms>,"g":[<marker generations>],"d":<value>}`.
+//! The value envelope: `{"v":1,"t":<load start, unix ms>,"s":<type tag>,"g":[<marker
+//! generations>],"d":<value>}`.
 //!
 //! `g` holds the generations of the entry's invalidation markers as read *before* the load
 //! started; a read compares them with the current ones, so an entry loaded before an
-//! invalidation can never be served after it, whenever it was stored. `t` is for humans.
+//! invalidation can never be served after it, whenever it was stored. `t` is for humans. `s`
+//! (written by `#[cached]` fills) tags the value's type: two functions whose templates give the
+//! same key read each other's entries as misses, not as values of the wrong type that happen to
+//! decode (REVIEW R23). Entries written by `Cache::set` carry none and are read by anyone.
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
@@ -12,9 +16,11 @@ use super::store::Gens;
 const VERSION: u32 = 1;
 
 #[derive(Serialize)]
-struct EnvelopeRef<'a, V> {
+struct EnvelopeRef<'a, V: ?Sized> {
     v: u32,
     t: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    s: Option<u64>,
     g: &'a [u64],
     d: &'a V,
 }
@@ -22,29 +28,43 @@ struct EnvelopeRef<'a, V> {
 #[derive(Deserialize)]
 pub(crate) struct Envelope<V> {
     v: u32,
+    #[serde(default)]
+    s: Option<u64>,
     pub(crate) g: Gens,
     pub(crate) d: V,
 }
 
-/// Encodes a value with the marker generations observed when its load started.
-pub(crate) fn encode<V: Serialize>(
+/// A tag of `V`'s type: a hash of its name, the same in every process of one build (Fx is not
+/// seeded). Names are not unique across crate versions; a collision only costs what the tag
+/// would have prevented.
+pub(crate) fn type_tag<V: ?Sized>() -> u64 {
+    use std::hash::BuildHasher as _;
+    rustc_hash::FxBuildHasher.hash_one(std::any::type_name::<V>())
+}
+
+/// Encodes a value with the marker generations observed when its load started and, for
+/// `#[cached]` fills, its type tag.
+pub(crate) fn encode<V: Serialize + ?Sized>(
     value: &V,
     gens: &[u64],
     started_ms: u64,
+    tag: Option<u64>,
 ) -> Result<Vec<u8>, serde_json::Error> {
     serde_json::to_vec(&EnvelopeRef {
         v: VERSION,
         t: started_ms,
+        s: tag,
         g: gens,
         d: value,
     })
 }
 
-/// Decodes an entry; `None` for anything corrupt, truncated, foreign or of another type.
-pub(crate) fn decode<V: DeserializeOwned>(bytes: &[u8]) -> Option<Envelope<V>> {
+/// Decodes an entry; `None` for anything corrupt, truncated, foreign or of another type,
+/// including an entry tagged with another type than `tag` (when both are given).
+pub(crate) fn decode<V: DeserializeOwned>(bytes: &[u8], tag: Option<u64>) -> Option<Envelope<V>> {
     serde_json::from_slice::<Envelope<V>>(bytes)
         .ok()
-        .filter(|e| e.v == VERSION)
+        .filter(|e| e.v == VERSION && (tag.is_none() || e.s.is_none() || e.s == tag))
 }
 
 /// The first bytes of every entry we write; the Redis sweep only deletes values that start so.
@@ -66,19 +86,42 @@ mod tests {
 
     #[test]
     fn round_trip_and_magic() {
-        let bytes = encode(&vec!["a".to_owned()], &[1, 2], 5).unwrap();
+        let bytes = encode(&vec!["a".to_owned()], &[1, 2], 5, None).unwrap();
         assert!(bytes.starts_with(ENTRY_MAGIC.as_bytes()));
-        let e = decode::<Vec<String>>(&bytes).unwrap();
+        let e = decode::<Vec<String>>(&bytes, None).unwrap();
         assert_eq!((&e.g[..], e.d), (&[1, 2][..], vec!["a".to_owned()]));
     }
 
     #[test]
     fn corrupt_truncated_foreign_are_none() {
-        let good = encode(&42u32, &[0], 0).unwrap();
-        assert!(decode::<u32>(&good[..good.len() - 1]).is_none());
-        assert!(decode::<u32>(b"\xff\x00garbage").is_none());
-        assert!(decode::<u32>(br#"{"v":2,"t":0,"g":[],"d":1}"#).is_none());
-        assert!(decode::<String>(&good).is_none());
-        assert!(decode::<u32>(b"42").is_none());
+        let good = encode(&42u32, &[0], 0, None).unwrap();
+        assert!(decode::<u32>(&good[..good.len() - 1], None).is_none());
+        assert!(decode::<u32>(b"\xff\x00garbage", None).is_none());
+        assert!(decode::<u32>(br#"{"v":2,"t":0,"g":[],"d":1}"#, None).is_none());
+        assert!(decode::<String>(&good, None).is_none());
+        assert!(decode::<u32>(b"42", None).is_none());
+    }
+
+    /// R23: an entry of another type that happens to decode is a miss for a tagged read.
+    #[test]
+    fn r23_another_types_entry_is_a_miss() {
+        #[derive(serde::Serialize, serde::Deserialize)]
+        struct User {
+            id: u32,
+        }
+        #[derive(serde::Serialize, serde::Deserialize)]
+        struct Summary {
+            id: u32,
+        }
+        let bytes = encode(&User { id: 1 }, &[1], 0, Some(type_tag::<User>())).unwrap();
+        assert!(decode::<User>(&bytes, Some(type_tag::<User>())).is_some());
+        assert!(decode::<Summary>(&bytes, Some(type_tag::<Summary>())).is_none());
+        assert!(
+            decode::<Summary>(&bytes, None).is_some(),
+            "untagged reads take it"
+        );
+        let untagged = encode(&User { id: 1 }, &[1], 0, None).unwrap();
+        assert!(decode::<Summary>(&untagged, Some(type_tag::<Summary>())).is_some());
+        assert_ne!(type_tag::<User>(), type_tag::<Summary>());
     }
 }

@@ -105,7 +105,7 @@ impl Cache {
             return None;
         }
         let fetched = self.fetch_one(key, &mut self.budget()).await;
-        self.check::<T>(key, &fetched, &ByBytes)
+        self.check::<T>(key, &fetched, &ByBytes, None)
     }
 
     /// Reads several values in one round trip; a key that is not usable reads as `None`
@@ -121,7 +121,7 @@ impl Cache {
         let fetched = self.fetch_many(&wanted, &mut self.budget()).await;
         let mut found: Vec<Option<T>> = keys.iter().map(|_| None).collect();
         for ((i, key), f) in usable.into_iter().zip(fetched) {
-            found[i] = self.check::<T>(key, &f, &ByBytes);
+            found[i] = self.check::<T>(key, &f, &ByBytes, None);
         }
         found
     }
@@ -151,7 +151,7 @@ impl Cache {
             .iter()
             .zip(&fetched)
             .filter_map(|((key, value), f)| {
-                let bytes = self.encode(key, *value, &f.gens, started)?;
+                let bytes = self.encode(key, *value, &f.gens, started, None)?;
                 Some((*key, bytes, f))
             })
             .collect();

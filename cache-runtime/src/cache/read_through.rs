@@ -25,8 +25,12 @@ enum Miss {
     Stale,
 }
 
-/// Takes the kept value or decodes the entry, and checks its markers.
-fn lookup<V: DeserializeOwned>(fetched: &Fetched, keep: &impl Keep<V>) -> Result<V, Miss> {
+/// Takes the kept value or decodes the entry (of type `tag`, if given), and checks its markers.
+fn lookup<V: DeserializeOwned>(
+    fetched: &Fetched,
+    keep: &impl Keep<V>,
+    tag: Option<u64>,
+) -> Result<V, Miss> {
     if let Some(Raw::Kept(entry)) = &fetched.value
         && let Some(typed) = &entry.typed
     {
@@ -39,7 +43,7 @@ fn lookup<V: DeserializeOwned>(fetched: &Fetched, keep: &impl Keep<V>) -> Result
         }
     }
     let bytes = fetched.value.as_ref().ok_or(Miss::Absent)?;
-    let envelope = codec::decode::<V>(bytes).ok_or(Miss::Undecodable)?;
+    let envelope = codec::decode::<V>(bytes, tag).ok_or(Miss::Undecodable)?;
     if envelope.g == fetched.gens {
         Ok(envelope.d)
     } else {
@@ -74,9 +78,10 @@ impl Cache {
             }
         };
         let mut budget = Budget::new(inner.config.op_timeout);
+        let tag = Some(codec::type_tag::<S::Value>());
         let ticket = inner.flights.ticket(&key);
         let mut fetched = self.fetch_one(&key, &mut budget).await;
-        if let Some(v) = self.check::<S::Value>(&key, &fetched, keep) {
+        if let Some(v) = self.check::<S::Value>(&key, &fetched, keep, tag) {
             return S::rebuild(v);
         }
         let leader = loop {
@@ -84,7 +89,7 @@ impl Cache {
                 Join::Leader(leader) => break leader,
                 Join::Follower(rx) => match flight::follow(rx, inner.config.flight_timeout).await {
                     Followed::Finished(Some(bytes)) => {
-                        if let Some(env) = codec::decode::<S::Value>(&bytes) {
+                        if let Some(env) = codec::decode::<S::Value>(&bytes, tag) {
                             inner.stats.record(&key, Event::Coalesced);
                             return S::rebuild(env.d);
                         }
@@ -105,7 +110,7 @@ impl Cache {
         // election: look again. The miss is counted already; a value found now was coalesced.
         if fetched.origin != Origin::Nowhere && inner.flights.ticket(&key) != ticket {
             fetched = self.fetch_one(&key, &mut budget).await;
-            if let Ok(v) = lookup::<S::Value>(&fetched, keep) {
+            if let Ok(v) = lookup::<S::Value>(&fetched, keep, tag) {
                 inner.stats.record(&key, Event::Coalesced);
                 leader.publish(fetched.value.map(Into::into));
                 return S::rebuild(v);
@@ -128,12 +133,12 @@ impl Cache {
         if fetched.origin == Origin::Nowhere {
             // Nothing to store: encode only for callers that joined meanwhile.
             leader.leave_and_publish(|| {
-                self.encode(&key, value, &fetched.gens, started_ms)
+                self.encode(&key, value, &fetched.gens, started_ms, tag)
                     .map(Into::into)
             });
             return result;
         }
-        let Some(bytes) = self.encode(&key, value, &fetched.gens, started_ms) else {
+        let Some(bytes) = self.encode(&key, value, &fetched.gens, started_ms, tag) else {
             leader.publish(None);
             return result;
         };
@@ -178,9 +183,10 @@ impl Cache {
         key: &str,
         fetched: &Fetched,
         keep: &impl Keep<V>,
+        tag: Option<u64>,
     ) -> Option<V> {
         let stats = &self.inner.stats;
-        match lookup(fetched, keep) {
+        match lookup(fetched, keep, tag) {
             Ok(v) => {
                 stats.record(key, Event::Hit);
                 return Some(v);
@@ -202,8 +208,9 @@ impl Cache {
         value: &V,
         gens: &[u64],
         started_ms: u64,
+        tag: Option<u64>,
     ) -> Option<Vec<u8>> {
-        match codec::encode(&value, gens, started_ms) {
+        match codec::encode(value, gens, started_ms, tag) {
             Ok(bytes) if bytes.len() <= self.inner.config.max_value_bytes => Some(bytes),
             Ok(bytes) => {
                 tracing::debug!(

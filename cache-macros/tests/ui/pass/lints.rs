@@ -52,4 +52,30 @@ pub async fn unfinished() -> Option<u8> {
     unimplemented!()
 }
 
+/// An invalidation whose body never returns.
+#[invalidates("unfinished")]
+pub async fn never_invalidates() -> Result<u8, String> {
+    unimplemented!()
+}
+
+/// A transaction stand-in.
+#[derive(Debug)]
+pub struct DatabaseTransaction;
+
+/// A `Result` alias.
+pub type ApiResult<T> = Result<T, String>;
+
+/// Deferred, on an alias, with `hash(..)`.
+#[invalidates("users:<id>", deferred, cache = cache)]
+pub async fn update_in(cache: &Cache, txn: &DatabaseTransaction, id: i32) -> ApiResult<()> {
+    let _ = (txn, id);
+    Ok(())
+}
+
+/// A field placeholder and `hash(..)`.
+#[cached(key = "users:<user.0>", hash(user), result = true)]
+pub async fn by_field(user: (i32, String)) -> ApiResult<Option<String>> {
+    Ok(Some(user.1))
+}
+
 fn main() {}

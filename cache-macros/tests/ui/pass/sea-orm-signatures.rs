@@ -1,5 +1,6 @@
 //! The signatures from the design brief, against stand-ins for sea-orm's types: connection
-//! arguments are skipped without being asked.
+//! arguments are skipped without being asked, and a write in a transaction defers its
+//! invalidation.
 #![deny(warnings)]
 
 use cache_runtime::{cached, invalidates};
@@ -10,6 +11,10 @@ pub struct DatabaseTransaction;
 pub trait ConnectionTrait {}
 impl ConnectionTrait for DatabaseConnection {}
 impl ConnectionTrait for DatabaseTransaction {}
+pub enum DatabaseExecutor<'c> {
+    Connection(&'c DatabaseConnection),
+    Transaction(&'c DatabaseTransaction),
+}
 #[derive(Debug)]
 pub struct DbErr;
 
@@ -48,9 +53,9 @@ pub async fn filter_users(db: &DatabaseConnection, filter: &UserFilter) -> Resul
     Ok(Vec::new())
 }
 
-#[cached(key = "users:<id>:tx", ttl = 60)]
-pub async fn get_user_in(tx: &DatabaseTransaction, id: i32) -> Result<Option<user::Model>, DbErr> {
-    let _ = tx;
+#[cached(key = "users:<id>:executor", ttl = 60)]
+pub async fn get_user_executor(db: &DatabaseExecutor<'_>, id: i32) -> Result<Option<user::Model>, DbErr> {
+    let _ = db;
     Ok(Some(user::Model { id }))
 }
 
@@ -84,6 +89,12 @@ pub async fn update_user(db: &DatabaseConnection, id: i32, patch: UserPatch) -> 
 #[invalidates("users:<user_id>:tasks:*", "tasks:<id>")]
 pub async fn delete_task(db: &DatabaseConnection, user_id: i32, id: i32) -> Result<(), DbErr> {
     let _ = (db, user_id, id);
+    Ok(())
+}
+
+#[invalidates("users:<id>", "users:list:*", deferred)]
+pub async fn rename_user(txn: &DatabaseTransaction, id: i32, patch: UserPatch) -> Result<(), DbErr> {
+    let _ = (txn, id, patch.name);
     Ok(())
 }
 

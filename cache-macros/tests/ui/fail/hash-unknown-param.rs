@@ -1,0 +1,14 @@
+use cache_runtime::cached;
+
+#[derive(serde::Serialize)]
+struct Query {
+    account: String,
+    month: u32,
+}
+
+#[cached(key = "reports:<q.account>", hash(query), skip(q))]
+async fn report(q: &Query) -> String {
+    format!("{} {}", q.account, q.month)
+}
+
+fn main() {}
