@@ -36,7 +36,15 @@ tokio::task_local! {
 /// own `cache = ..`), instead of the installed one. A web app can scope each request to the
 /// cache in its state, so tests can run many apps with their own caches in one process.
 pub async fn scope<F: Future>(cache: Cache, future: F) -> F::Output {
-    SCOPED.scope(cache, future).await
+    scoped(cache, future).await
+}
+
+/// [`scope`] as a named future, for services that must name their future type.
+pub(crate) fn scoped<F: Future>(
+    cache: Cache,
+    future: F,
+) -> tokio::task::futures::TaskLocalFuture<Cache, F> {
+    SCOPED.scope(cache, future)
 }
 
 /// The cache annotated functions use here: the [`scope`]d one, else the [`install`]ed one.

@@ -42,6 +42,8 @@
     warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+#[cfg(feature = "axum")]
+pub mod axum;
 mod cache;
 mod config;
 mod context;

@@ -31,6 +31,7 @@ use axum::extract::{FromRef, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use cache_runtime::Cache;
+use cache_runtime::axum::CacheLayer;
 use sea_orm::DatabaseConnection;
 
 mod db;
@@ -83,38 +84,29 @@ impl FromRef<AppState> for DatabaseConnection {
 
 /// The API's router.
 ///
-/// Each request runs inside [`cache_runtime::scope`] with `state.cache`, so the annotated
-/// service functions use this app's cache even when a process runs several apps (as the tests
-/// do) or has none installed globally; and is counted and timed in `state.metrics`. A panic
+/// Each request runs inside [`cache_runtime::scope`] with `state.cache` ([`CacheLayer`]), so
+/// the annotated service functions use this app's cache even when a process runs several apps
+/// (as the tests do) or has none installed globally; and is counted and timed in
+/// `state.metrics`. A panic
 /// anywhere inside answers 500 `{"error": "internal error"}` ([`catch_panic_layer`],
 /// outermost).
 pub fn app(state: AppState) -> Router {
-    let around = Around {
-        cache: state.cache.clone(),
-        metrics: state.metrics.clone(),
-    };
+    let metrics = state.metrics.clone();
     routes::router()
-        .layer(middleware::from_fn_with_state(around, around_request))
+        .layer(middleware::from_fn_with_state(metrics, record_metrics))
+        .layer(CacheLayer::new(state.cache.clone()))
         .with_state(state)
         .layer(catch_panic_layer())
 }
 
-/// What the one middleware every request goes through needs.
-#[derive(Clone)]
-struct Around {
-    cache: Cache,
-    metrics: Metrics,
-}
-
-/// Runs the request in this app's cache scope and records its metrics: one middleware for both,
-/// since each layer costs a clone of the service and a boxed future per request.
-async fn around_request(State(around): State<Around>, request: Request, next: Next) -> Response {
+/// Counts and times the request, under its route template (`/users/{id}`), so that label
+/// values stay few.
+async fn record_metrics(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let route = request.extensions().get::<MatchedPath>().cloned();
-    let response = cache_runtime::scope(around.cache, next.run(request)).await;
-    // Under the route template (`/users/{id}`), so that label values stay few.
-    around.metrics.record_request(
+    let response = next.run(request).await;
+    metrics.record_request(
         method.as_str(),
         route.as_ref().map_or("unmatched", MatchedPath::as_str),
         response.status().as_u16(),

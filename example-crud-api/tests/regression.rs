@@ -407,6 +407,37 @@ async fn e9_null_for_a_non_nullable_field_is_a_422(db: Db) {
 // SQLite settings -----------------------------------------------------------------------------
 
 /// SQLite runs in WAL mode with `synchronous=NORMAL` and a 5 s busy timeout.
+/// E9: clearing the tasks left every user's cached task list (`users:<id>:tasks`) in place,
+/// so a list changed behind the cache's back stayed stale after the clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e9_clearing_tasks_clears_task_lists() {
+    for kind in [Kind::Redis, Kind::Memory] {
+        let app = TestApp::new(Db::Sqlite, kind).await;
+        let user = id(&app.user("Ada", "ada@e.io", Some(36)).await);
+        let task = id(&app.task(user, "Write").await);
+        let path = format!("/users/{user}/tasks");
+        assert_eq!(app.get(&path).await.body[0]["title"], "Write");
+        // Another program changes the row; only a clear can tell the cache.
+        app.state
+            .db
+            .execute_unprepared(&format!(
+                "UPDATE tasks SET title = 'Edited' WHERE id = {task}"
+            ))
+            .await
+            .unwrap();
+        assert_eq!(app.get(&path).await.body[0]["title"], "Write", "cached");
+        let r = app
+            .post("/cache/clear", json!({"cache_type": "tasks"}))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(app.get(&path).await.body[0]["title"], "Edited", "{kind:?}");
+        assert_eq!(
+            app.get(&format!("/tasks/{task}")).await.body["title"],
+            "Edited"
+        );
+    }
+}
+
 /// E6: `JsonText` takes any JSON, so an entry another function wrote under `users:<id>`
 /// (another type, marker generations current) was served verbatim. The envelope's type tag
 /// makes it a miss.

@@ -23,7 +23,7 @@ pub(crate) struct ClearRequest {
 enum CacheType {
     /// `users:*` (users, lists, filter results, users' task lists).
     Users,
-    /// `tasks:*` (single tasks).
+    /// `tasks:*` (single tasks) and every user's task list (`users:<id>:tasks`).
     Tasks,
     /// Every entry of this cache.
     All,
@@ -91,6 +91,17 @@ pub(crate) async fn clear(
         .clear_matching(pattern)
         .await
         .map_err(key_error)?;
+    if let CacheType::Tasks = request.cache_type {
+        // Task lists live under their users: one marker each (the administration may take
+        // O(users) here; no request path does).
+        for owner in crate::service::tasks::task_list_owners(&state.db).await? {
+            state
+                .cache
+                .invalidate(&format!("users:{owner}:tasks"))
+                .await
+                .map_err(key_error)?;
+        }
+    }
     tracing::info!(pattern, deleted, "cache cleared");
     Ok(Json(Cleared {
         cleared: request.cache_type,

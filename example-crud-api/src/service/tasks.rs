@@ -80,6 +80,21 @@ pub async fn list_tasks(
     Ok(Some(tasks))
 }
 
+/// The users whose task lists may be cached (`users:<id>:tasks`): every user. Read by the
+/// cache administration, which must reach each of those entries to clear "the tasks" (they
+/// live under their users, not under `tasks:`).
+///
+/// # Errors
+/// Database errors.
+pub async fn task_list_owners(db: &DatabaseConnection) -> Result<Vec<i32>, DbErr> {
+    user::Entity::find()
+        .select_only()
+        .column(user::Column::Id)
+        .into_tuple::<i32>()
+        .all(db)
+        .await
+}
+
 /// One task, or `None`.
 ///
 /// # Errors
