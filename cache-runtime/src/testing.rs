@@ -108,12 +108,13 @@ impl Store {
 
     async fn prepare_fill(&self, key: &str, fetched: &mut Fetched) {
         let budget = &mut Budget::new(Duration::from_secs(2));
+        let (keys, fetched) = (&[key], std::slice::from_mut(fetched));
         let prepared = match &self.0 {
-            Kind::Memory(s) => s.prepare_fill(key, fetched, budget).await,
+            Kind::Memory(s) => s.prepare_fill(keys, fetched, budget).await,
             #[cfg(feature = "redis")]
-            Kind::Redis(s) => s.prepare_fill(key, fetched, budget).await,
+            Kind::Redis(s) => s.prepare_fill(keys, fetched, budget).await,
             #[cfg(feature = "redis")]
-            Kind::Degrading(s) => s.prepare_fill(key, fetched, budget).await,
+            Kind::Degrading(s) => s.prepare_fill(keys, fetched, budget).await,
         };
         assert_ok(prepared);
     }

@@ -86,6 +86,8 @@ static DEGRADED: OnceLock<Cache> = OnceLock::new();
 static HIT_LOADS: AtomicU64 = AtomicU64::new(0);
 /// Fresh keys for the miss cases.
 static NEXT_MISS: AtomicU64 = AtomicU64::new(0);
+/// Position in the refill case's ring of keys.
+static NEXT_REFILL: AtomicU64 = AtomicU64::new(0);
 static OURS_STORM_LOADS: AtomicU64 = AtomicU64::new(0);
 static THEIRS_STORM_LOADS: AtomicU64 = AtomicU64::new(0);
 
@@ -107,6 +109,15 @@ async fn ours_user(id: i32) -> Result<Option<User>, BenchError> {
 
 #[cached(key = "misses:<n>", ttl = 10, cache = ours())]
 async fn ours_miss(n: u64) -> Result<Option<User>, BenchError> {
+    Ok(Some(user(n as i32)))
+}
+
+/// Keys of the refill case: more than any run reads in one entry TTL (1 s), so that every read
+/// misses, while the keys' markers, created when they were first read, still exist.
+const REFILL_KEYS: u64 = 400_000;
+
+#[cached(key = "refill:<n>", ttl = 1, cache = ours())]
+async fn ours_refill(n: u64) -> Result<Option<User>, BenchError> {
     Ok(Some(user(n as i32)))
 }
 
@@ -261,6 +272,7 @@ enum Case {
     TheirsHit,
     RawMiss,
     OursMiss,
+    OursRefill,
     TheirsMiss,
     Moka,
     MokaJson,
@@ -272,12 +284,13 @@ enum Case {
 }
 
 impl Case {
-    const ALL: [Case; 13] = [
+    const ALL: [Case; 14] = [
         Case::RawHit,
         Case::OursHit,
         Case::TheirsHit,
         Case::RawMiss,
         Case::OursMiss,
+        Case::OursRefill,
         Case::TheirsMiss,
         Case::Moka,
         Case::MokaJson,
@@ -295,6 +308,7 @@ impl Case {
             Case::TheirsHit => "`cached` 4.1 `#[concurrent_cached]` Redis hit",
             Case::RawMiss => "raw GET (nil) + encode + SET PX (the limit)",
             Case::OursMiss => "`#[cached]` Redis miss (load + store)",
+            Case::OursRefill => "`#[cached]` Redis miss of a key seen before (markers exist)",
             Case::TheirsMiss => "`cached` 4.1 Redis miss (load + store)",
             Case::Moka => "moka `get` (the in-process limit)",
             Case::MokaJson => "moka `get` of JSON bytes + decode",
@@ -310,7 +324,7 @@ impl Case {
     fn limit(self) -> Option<Case> {
         match self {
             Case::OursHit | Case::TheirsHit => Some(Case::RawHit),
-            Case::OursMiss | Case::TheirsMiss => Some(Case::RawMiss),
+            Case::OursMiss | Case::OursRefill | Case::TheirsMiss => Some(Case::RawMiss),
             Case::MokaJson | Case::FallbackHit => Some(Case::Moka),
             Case::Degraded => Some(Case::Plain),
             Case::HashedKey => Some(Case::NamedKey),
@@ -326,6 +340,7 @@ impl Case {
             | Case::TheirsHit
             | Case::RawMiss
             | Case::OursMiss
+            | Case::OursRefill
             | Case::TheirsMiss => 1,
             _ => 16,
         }
@@ -394,6 +409,13 @@ async fn run(ctx: &Ctx, case: Case, tasks: usize, dur: Duration) -> Run {
             measure(tasks, dur, every, || async {
                 let n = NEXT_MISS.fetch_add(1, Ordering::Relaxed);
                 black_box(ours_miss(n).await.expect("a load"));
+            })
+            .await
+        }
+        Case::OursRefill => {
+            measure(tasks, dur, every, || async {
+                let n = NEXT_REFILL.fetch_add(1, Ordering::Relaxed) % REFILL_KEYS;
+                black_box(ours_refill(n).await.expect("a load"));
             })
             .await
         }
@@ -481,8 +503,11 @@ where
 }
 
 /// Commands an invalidation may use, read from `INFO commandstats`.
-const INVALIDATION_COMMANDS: [&str; 7] =
-    ["incr", "pexpire", "scan", "keys", "del", "unlink", "get"];
+/// Commands an invalidation may use (those a script runs inside are not counted: the marker
+/// script runs one GET, one TIME and one SET).
+const INVALIDATION_COMMANDS: [&str; 7] = [
+    "evalsha", "incr", "pexpire", "scan", "keys", "del", "unlink",
+];
 
 fn commands_used(server: &RedisServer) -> String {
     let used: Vec<String> = INVALIDATION_COMMANDS
@@ -680,6 +705,16 @@ async fn bench(workers: usize) {
     theirs_user(ID).await.expect("prime");
     fallback_user(ID).await.expect("prime");
     let primed_loads = HIT_LOADS.load(Ordering::SeqCst);
+    // The refill case's keys have been read before: their markers exist.
+    for start in (0..REFILL_KEYS).step_by(1000) {
+        let keys: Vec<String> = (start..start + 1000)
+            .map(|n| format!("refill:{n}"))
+            .collect();
+        let entries: Vec<(&str, &User)> = keys.iter().map(|k| (k.as_str(), &row)).collect();
+        ours()
+            .set_many(&entries, Some(Duration::from_secs(1)))
+            .await;
+    }
 
     // `BENCH_PROFILE=OursHit` (a case's name, optionally `:tasks`): run that case alone for
     // 20 s, for attaching a profiler.
@@ -1059,6 +1094,7 @@ impl Report {
                         row("hit: #[cached]", Case::OursHit, Case::RawHit),
                         row("hit: cached 4.1", Case::TheirsHit, Case::RawHit),
                         row("miss: #[cached]", Case::OursMiss, Case::RawMiss),
+                        row("miss, key seen before", Case::OursRefill, Case::RawMiss),
                         row("miss: cached 4.1", Case::TheirsMiss, Case::RawMiss),
                     ],
                 },

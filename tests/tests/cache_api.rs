@@ -177,3 +177,28 @@ async fn r25_prefixes_never_collide() {
     keys.retain(|k| !k.starts_with("a:__inv:"));
     assert_eq!(keys, ["a:busers:1"], "the prefix is followed by `:`");
 }
+
+/// A batch write is three round trips (markers read, absent markers created, entries stored),
+/// whatever its size, each with its own operation timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_many_is_a_few_round_trips() {
+    let server = RedisServer::start();
+    let cache = support::redis_only(&server).await;
+    let keys: Vec<String> = (0..5_000).map(|i| format!("users:{i}")).collect();
+    let value = user(1, "bulk");
+    let entries: Vec<(&str, &User)> = keys.iter().map(|k| (k.as_str(), &value)).collect();
+    cache.set("warm:up", &1, None).await; // loads the script
+    server.reset_stats();
+    cache.set_many(&entries, None).await;
+    assert_eq!(
+        (
+            server.command_calls("mget"),
+            server.command_calls("evalsha") + server.command_calls("eval")
+        ),
+        (1, 1),
+        "one read, one script"
+    );
+    let stored: usize = server.query(&["DBSIZE"]);
+    assert!(stored >= 5_000, "{stored} keys");
+    assert_eq!(cache.get::<User>("users:4999").await, Some(value));
+}

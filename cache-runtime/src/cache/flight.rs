@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustc_hash::FxBuildHasher;
 use tokio::sync::watch;
@@ -25,8 +25,8 @@ pub(crate) type Outcome = Option<Arc<[u8]>>;
 /// a flight on (probably) its own key finished meanwhile, not whenever any flight did.
 const STRIPES: usize = 4096;
 
-/// A flight in the table: its channel, and when it started.
-type Slot = (watch::Receiver<Option<Outcome>>, Instant);
+/// A flight in the table: the channel its outcome comes on.
+type Slot = watch::Receiver<Option<Outcome>>;
 
 #[derive(Debug)]
 pub(crate) struct Flights {
@@ -69,19 +69,17 @@ impl Flights {
         lock(&self.table)
     }
 
-    /// Joins the flight on `key`, or starts one. A flight older than `timeout` is not joined
-    /// but replaced: its leader may be hung, and its followers have given up on it already.
-    pub(crate) fn join(&self, key: &str, timeout: Duration) -> Join<'_> {
+    /// Joins the flight on `key`, or starts one.
+    pub(crate) fn join(&self, key: &str) -> Join<'_> {
         let mut table = self.lock();
-        if let Some((rx, started)) = table.get(key)
+        if let Some(rx) = table.get(key)
             && rx.has_changed().is_ok()
-            && started.elapsed() < timeout
         {
             return Join::Follower(rx.clone());
         }
         let (tx, rx) = watch::channel(None);
         let key: Arc<str> = key.into();
-        table.insert(key.clone(), (rx, Instant::now()));
+        table.insert(key.clone(), rx);
         Join::Leader(Leader {
             flights: self,
             stripe: self.stripe(&key),
@@ -102,15 +100,30 @@ pub(crate) enum Followed {
     TimedOut,
 }
 
-/// Waits at most `timeout` for a flight.
-pub(crate) async fn follow(
-    mut rx: watch::Receiver<Option<Outcome>>,
-    timeout: Duration,
-) -> Followed {
-    match tokio::time::timeout(timeout, rx.wait_for(Option::is_some)).await {
-        Ok(Ok(v)) => Followed::Finished(v.clone().flatten()),
-        Ok(Err(_)) => Followed::Vanished,
-        Err(_) => Followed::TimedOut,
+impl Flights {
+    /// Waits at most `timeout` for the flight on `key`. A flight that outlasts it is taken out
+    /// of the table: its leader may be hung, and later callers start a flight of their own
+    /// instead of joining it (the hung leader, should it finish, leaves the new one alone).
+    pub(crate) async fn follow(
+        &self,
+        key: &str,
+        mut rx: watch::Receiver<Option<Outcome>>,
+        timeout: Duration,
+    ) -> Followed {
+        let waited = tokio::time::timeout(timeout, rx.wait_for(Option::is_some))
+            .await
+            .map(|finished| finished.map(|v| v.clone().flatten()));
+        match waited {
+            Ok(Ok(outcome)) => Followed::Finished(outcome),
+            Ok(Err(_)) => Followed::Vanished,
+            Err(_) => {
+                let mut table = self.lock();
+                if table.get(key).is_some_and(|slot| slot.same_channel(&rx)) {
+                    table.remove(key);
+                }
+                Followed::TimedOut
+            }
+        }
     }
 }
 
@@ -146,7 +159,7 @@ impl Leader<'_> {
     fn remove(&self, table: &mut HashMap<Arc<str>, Slot>) {
         if table
             .get(&self.key)
-            .is_some_and(|(rx, _)| rx.same_channel(&self.tx.subscribe()))
+            .is_some_and(|rx| rx.same_channel(&self.tx.subscribe()))
         {
             table.remove(&self.key);
         }
@@ -172,23 +185,24 @@ mod tests {
     #[tokio::test]
     async fn followers_get_the_leaders_outcome() {
         let flights = Flights::default();
-        let Join::Leader(leader) = flights.join("k", LONG) else {
+        let Join::Leader(leader) = flights.join("k") else {
             panic!("first caller leads")
         };
-        let Join::Follower(rx) = flights.join("k", LONG) else {
+        let Join::Follower(rx) = flights.join("k") else {
             panic!("second caller follows")
         };
         let ticket = flights.ticket("k");
         leader.publish(Some(Arc::from(&b"v"[..])));
         drop(leader);
-        assert!(matches!(follow(rx, LONG).await, Followed::Finished(Some(v)) if &*v == b"v"));
+        let followed = flights.follow("k", rx, LONG).await;
+        assert!(matches!(followed, Followed::Finished(Some(v)) if &*v == b"v"));
         assert_ne!(
             flights.ticket("k"),
             ticket,
             "a finished flight moves the ticket"
         );
         assert!(
-            matches!(flights.join("k", LONG), Join::Leader(_)),
+            matches!(flights.join("k"), Join::Leader(_)),
             "the table is empty again"
         );
     }
@@ -196,12 +210,15 @@ mod tests {
     #[tokio::test]
     async fn a_vanished_leader_is_noticed() {
         let flights = Flights::default();
-        let leader = flights.join("k", LONG);
-        let Join::Follower(rx) = flights.join("k", LONG) else {
+        let leader = flights.join("k");
+        let Join::Follower(rx) = flights.join("k") else {
             panic!()
         };
         drop(leader);
-        assert!(matches!(follow(rx, LONG).await, Followed::Vanished));
+        assert!(matches!(
+            flights.follow("k", rx, LONG).await,
+            Followed::Vanished
+        ));
     }
 
     /// R15: a hung leader holds a follower at most the flight timeout, and later callers
@@ -210,16 +227,24 @@ mod tests {
     async fn r15_a_hung_leader_holds_no_one_past_the_timeout() {
         let flights = Flights::default();
         let timeout = Duration::from_millis(50);
-        let _hung = flights.join("k", timeout);
-        let Join::Follower(rx) = flights.join("k", timeout) else {
+        let hung = flights.join("k");
+        let Join::Follower(rx) = flights.join("k") else {
             panic!()
         };
-        let started = Instant::now();
-        assert!(matches!(follow(rx, timeout).await, Followed::TimedOut));
+        let started = std::time::Instant::now();
+        assert!(matches!(
+            flights.follow("k", rx, timeout).await,
+            Followed::TimedOut
+        ));
         assert!(started.elapsed() < Duration::from_secs(5));
+        let Join::Leader(new) = flights.join("k") else {
+            panic!("a flight that outlasted the timeout is not joined")
+        };
+        drop(hung);
         assert!(
-            matches!(flights.join("k", timeout), Join::Leader(_)),
-            "a flight older than the timeout is replaced"
+            matches!(flights.join("k"), Join::Follower(_)),
+            "the hung leader, finishing, left the new flight in place"
         );
+        drop(new);
     }
 }

@@ -105,7 +105,7 @@ impl Cache {
             return None;
         }
         let fetched = self.fetch_one(key, &mut self.budget()).await;
-        self.check::<T>(key, &fetched, &ByBytes, None)
+        self.check::<T>(key, &fetched, &ByBytes, false)
     }
 
     /// Reads several values in one round trip; a key that is not usable reads as `None`
@@ -121,7 +121,7 @@ impl Cache {
         let fetched = self.fetch_many(&wanted, &mut self.budget()).await;
         let mut found: Vec<Option<T>> = keys.iter().map(|_| None).collect();
         for ((i, key), f) in usable.into_iter().zip(fetched) {
-            found[i] = self.check::<T>(key, &f, &ByBytes, None);
+            found[i] = self.check::<T>(key, &f, &ByBytes, false);
         }
         found
     }
@@ -133,7 +133,7 @@ impl Cache {
     }
 
     /// Stores several values in one round trip (after one for their markers, and one more
-    /// for markers that do not exist yet).
+    /// for markers that do not exist yet). Each of the round trips has the operation timeout.
     pub async fn set_many<T: Serialize + ?Sized>(
         &self,
         entries: &[(&str, &T)],
@@ -141,11 +141,9 @@ impl Cache {
     ) {
         let entries: Vec<_> = entries.iter().filter(|(k, _)| self.usable_key(k)).collect();
         let keys: Vec<&str> = entries.iter().map(|(k, _)| *k).collect();
-        let mut budget = self.budget();
-        let mut fetched = self.fetch_many(&keys, &mut budget).await;
-        for (key, f) in keys.iter().zip(&mut fetched) {
-            self.prepare_fill(key, f, &mut budget).await;
-        }
+        let mut fetched = self.fetch_many(&keys, &mut self.budget()).await;
+        self.prepare_fill(&keys, &mut fetched, &mut self.budget())
+            .await;
         let started = codec::now_ms();
         let encoded: Vec<(&str, Vec<u8>, &store::Fetched)> = entries
             .iter()
@@ -166,7 +164,7 @@ impl Cache {
                 origin: f.origin,
             })
             .collect();
-        self.put(&fills, self.ttl(ttl), &mut budget).await;
+        self.put(&fills, self.ttl(ttl), &mut self.budget()).await;
     }
 
     /// Invalidates one key: the entry is gone and a load of it that was running meanwhile is
@@ -392,14 +390,21 @@ impl Cache {
         }
     }
 
-    /// Makes sure the markers of a fill exist; a fill that cannot be prepared is not stored.
-    async fn prepare_fill(&self, key: &str, fetched: &mut store::Fetched, budget: &mut Budget) {
-        if fetched.origin == Origin::Nowhere {
+    /// Makes sure the markers of fills exist; fills that cannot be prepared are not stored.
+    async fn prepare_fill(
+        &self,
+        keys: &[&str],
+        fetched: &mut [store::Fetched],
+        budget: &mut Budget,
+    ) {
+        if fetched.iter().all(|f| f.origin == Origin::Nowhere) {
             return;
         }
-        if let Err(e) = self.inner.store.prepare_fill(key, fetched, budget).await {
-            self.store_error(key, &e);
-            fetched.origin = Origin::Nowhere;
+        if let Err(e) = self.inner.store.prepare_fill(keys, fetched, budget).await {
+            self.store_error(keys.first().copied().unwrap_or(""), &e);
+            for f in fetched {
+                f.origin = Origin::Nowhere;
+            }
         }
     }
 

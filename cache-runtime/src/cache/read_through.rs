@@ -4,14 +4,14 @@
 //! Redis costs a call at most that much in all.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Cache;
 use super::codec;
-use super::flight::{self, Followed, Join};
+use super::flight::{Followed, Join};
 use super::shape::{Keep, Outcome, Policy, Shape};
 use super::stats::Event;
 use super::store::{Budget, Fetched, Fill, Origin, Raw, Typed};
@@ -25,11 +25,12 @@ enum Miss {
     Stale,
 }
 
-/// Takes the kept value or decodes the entry (of type `tag`, if given), and checks its markers.
+/// Takes the kept value or decodes the entry (checking its type tag when `tagged`), and checks
+/// its markers.
 fn lookup<V: DeserializeOwned>(
     fetched: &Fetched,
     keep: &impl Keep<V>,
-    tag: Option<u64>,
+    tagged: bool,
 ) -> Result<V, Miss> {
     if let Some(Raw::Kept(entry)) = &fetched.value
         && let Some(typed) = &entry.typed
@@ -43,6 +44,7 @@ fn lookup<V: DeserializeOwned>(
         }
     }
     let bytes = fetched.value.as_ref().ok_or(Miss::Absent)?;
+    let tag = tagged.then(codec::type_tag::<V>);
     let envelope = codec::decode::<V>(bytes, tag).ok_or(Miss::Undecodable)?;
     if envelope.g == fetched.gens {
         Ok(envelope.d)
@@ -78,16 +80,20 @@ impl Cache {
             }
         };
         let mut budget = Budget::new(inner.config.op_timeout);
-        let tag = Some(codec::type_tag::<S::Value>());
         let ticket = inner.flights.ticket(&key);
-        let mut fetched = self.fetch_one(&key, &mut budget).await;
-        if let Some(v) = self.check::<S::Value>(&key, &fetched, keep, tag) {
+        let mut fetched = match inner.store.fetch_without_io(&key) {
+            Some(fetched) => fetched,
+            None => self.fetch_one(&key, &mut budget).await,
+        };
+        if let Some(v) = self.check::<S::Value>(&key, &fetched, keep, true) {
             return S::rebuild(v);
         }
+        let tag = Some(codec::type_tag::<S::Value>());
+        let timeout = inner.config.flight_timeout;
         let leader = loop {
-            match inner.flights.join(&key, inner.config.flight_timeout) {
+            match inner.flights.join(&key) {
                 Join::Leader(leader) => break leader,
-                Join::Follower(rx) => match flight::follow(rx, inner.config.flight_timeout).await {
+                Join::Follower(rx) => match inner.flights.follow(&key, rx, timeout).await {
                     Followed::Finished(Some(bytes)) => {
                         if let Some(env) = codec::decode::<S::Value>(&bytes, tag) {
                             inner.stats.record(&key, Event::Coalesced);
@@ -110,18 +116,19 @@ impl Cache {
         // election: look again. The miss is counted already; a value found now was coalesced.
         if fetched.origin != Origin::Nowhere && inner.flights.ticket(&key) != ticket {
             fetched = self.fetch_one(&key, &mut budget).await;
-            if let Ok(v) = lookup::<S::Value>(&fetched, keep, tag) {
+            if let Ok(v) = lookup::<S::Value>(&fetched, keep, true) {
                 inner.stats.record(&key, Event::Coalesced);
                 leader.publish(fetched.value.map(Into::into));
                 return S::rebuild(v);
             }
         }
         // Markers the entry will record must exist, and be read, before the load starts.
-        self.prepare_fill(&key, &mut fetched, &mut budget).await;
+        if fetched.origin != Origin::Nowhere {
+            self.prepare_fill(&[&key], std::slice::from_mut(&mut fetched), &mut budget)
+                .await;
+        }
         let started_ms = codec::now_ms();
-        let started = Instant::now();
         let result = self.run_load(&key, load).await;
-        let load_time = started.elapsed();
         let (value, negative) = match S::outcome(&result) {
             Outcome::Value(v) => (v, false),
             Outcome::Negative(v) => (v, true),
@@ -162,7 +169,7 @@ impl Cache {
                 bytes,
                 typed,
                 gens: &fetched.gens,
-                load_time,
+                load_time: Duration::from_millis(codec::now_ms().saturating_sub(started_ms)),
                 origin: fetched.origin,
             };
             self.put(std::slice::from_ref(&fill), self.ttl(ttl), &mut budget)
@@ -183,10 +190,10 @@ impl Cache {
         key: &str,
         fetched: &Fetched,
         keep: &impl Keep<V>,
-        tag: Option<u64>,
+        tagged: bool,
     ) -> Option<V> {
         let stats = &self.inner.stats;
-        match lookup(fetched, keep, tag) {
+        match lookup(fetched, keep, tagged) {
             Ok(v) => {
                 stats.record(key, Event::Hit);
                 return Some(v);

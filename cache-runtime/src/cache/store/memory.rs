@@ -15,7 +15,7 @@ use moka::sync::Cache as Moka;
 
 use super::{Budget, CacheStore, Fetched, Fill, Gens, Origin, Raw, StoreError, Typed};
 use crate::cache::key::Pattern;
-use crate::cache::markers::{self, MarkerTable};
+use crate::cache::markers::MarkerTable;
 
 /// What an entry costs beyond its key and bytes: the key's allocation, the `Arc<Entry>`, moka's
 /// node, its access-order and timer-wheel links and its slot in the table (REVIEW R20; measured
@@ -108,7 +108,7 @@ impl MemoryStore {
             .filter(|e| e.epoch == epoch)
             .map(Raw::Kept);
         let mut gens = Gens::new();
-        self.markers.read(markers::of_key(key), &mut gens);
+        self.markers.read(key, &mut gens);
         Fetched {
             value,
             gens,
@@ -172,8 +172,8 @@ impl CacheStore for MemoryStore {
 
     async fn prepare_fill(
         &self,
-        _: &str,
-        _: &mut Fetched,
+        _: &[&str],
+        _: &mut [Fetched],
         _: &mut Budget,
     ) -> Result<(), StoreError> {
         // In process, a marker is never lost while an entry may depend on it (see MarkerTable).

@@ -61,13 +61,14 @@ pub(crate) trait CacheStore: Send + Sync {
         }
     }
 
-    /// Before a fill: makes sure every marker `fetched` read as absent exists, and puts the
-    /// generations it then holds into `fetched.gens`. An entry is only ever recorded against
-    /// markers that exist, so that a marker lost later reads as "changed".
+    /// Before filling `keys`: makes sure every marker their reads (`fetched`, in the same
+    /// order) found absent exists, and puts the generations it then holds into the reads'
+    /// `gens`, in one round trip. An entry is only ever recorded against markers that exist,
+    /// so that a marker lost later reads as "changed".
     fn prepare_fill(
         &self,
-        key: &str,
-        fetched: &mut Fetched,
+        keys: &[&str],
+        fetched: &mut [Fetched],
         budget: &mut Budget,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 

@@ -10,6 +10,7 @@
 //!   keys are deleted in the same script. A marker holding anything but an integer (written by
 //!   someone else, or of another type) is replaced, never fatal (R21).
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -205,21 +206,39 @@ impl CacheStore for RedisCacheStore {
 
     async fn prepare_fill(
         &self,
-        key: &str,
-        fetched: &mut Fetched,
+        keys: &[&str],
+        fetched: &mut [Fetched],
         budget: &mut Budget,
     ) -> Result<(), StoreError> {
-        let absent: Vec<(usize, Marker<'_>)> = markers::of_key(key)
-            .enumerate()
-            .filter(|&(i, _)| fetched.gens.get(i).is_none_or(|&g| g == 0))
-            .collect();
+        // Each absent marker once (keys share their prefixes' markers), and where it goes.
+        let mut absent: Vec<Absent> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        for (k, (key, f)) in keys.iter().zip(fetched.iter()).enumerate() {
+            if f.origin != Origin::Redis {
+                continue;
+            }
+            for (i, marker) in markers::of_key(key).enumerate() {
+                if f.gens.get(i).is_some_and(|&g| g != 0) {
+                    continue;
+                }
+                let name = marker.name(&self.prefix);
+                let slot = *index.entry(name.clone()).or_insert_with(|| {
+                    absent.push(Absent {
+                        name,
+                        ttl_ms: self.marker_ttl_ms(marker),
+                        places: Vec::new(),
+                    });
+                    absent.len() - 1
+                });
+                absent[slot].places.push((k, i));
+            }
+        }
         if absent.is_empty() {
             return Ok(());
         }
         let mut invocation = PREPARE.prepare_invoke();
-        for (_, marker) in &absent {
-            invocation.key(marker.name(&self.prefix));
-            invocation.arg(self.marker_ttl_ms(*marker));
+        for marker in &absent {
+            invocation.key(&marker.name).arg(marker.ttl_ms);
         }
         let gens: Vec<u64> = self
             .client
@@ -227,9 +246,12 @@ impl CacheStore for RedisCacheStore {
                 invocation.invoke_async(&mut c).await
             })
             .await?;
-        fetched.gens.resize(markers::count(key), 0);
-        for ((i, _), generation) in absent.into_iter().zip(gens) {
-            fetched.gens[i] = generation;
+        for (marker, generation) in absent.into_iter().zip(gens) {
+            for (k, i) in marker.places {
+                let f = &mut fetched[k];
+                f.gens.resize(markers::count(keys[k]), 0);
+                f.gens[i] = generation;
+            }
         }
         Ok(())
     }
@@ -313,6 +335,13 @@ impl CacheStore for RedisCacheStore {
             cursor = next;
         }
     }
+}
+
+/// A marker a fill found absent: its name, its TTL, and the (key, marker) places it fills.
+struct Absent {
+    name: String,
+    ttl_ms: u64,
+    places: Vec<(usize, usize)>,
 }
 
 /// A key with the cache prefix, written straight into the command buffer.
