@@ -27,16 +27,22 @@ const LAST: [&str; 10] = [
 ];
 
 /// Inserts `users` users (`user<i>@example.com`, 1-based) with three tasks each, unless the
-/// database already has users; returns how many users were inserted. Everything cached about
-/// users and tasks is invalidated, as a cache shared with a previous run may hold older rows.
+/// database already has users; returns how many users were inserted.
 ///
 /// # Errors
 /// Database errors; nothing is inserted then.
-#[invalidates("users:*", "tasks:*")]
 pub async fn seed(db: &DatabaseConnection, users: u32) -> Result<u32, DbErr> {
     if users == 0 || user::Entity::find().count(db).await? > 0 {
         return Ok(0);
     }
+    insert_demo_data(db, users).await
+}
+
+/// The insertion itself. Everything cached about users and tasks is invalidated, as a cache
+/// shared with a previous run may hold rows of a database since deleted; a start that seeds
+/// nothing invalidates nothing.
+#[invalidates("users:*", "tasks:*")]
+async fn insert_demo_data(db: &DatabaseConnection, users: u32) -> Result<u32, DbErr> {
     // Fixed timestamps keep the data identical from run to run.
     let epoch = DateTime::<Utc>::from_timestamp(1_704_067_200, 0).unwrap_or_default();
     let txn = db.begin().await?;

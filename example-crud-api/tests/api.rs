@@ -5,7 +5,7 @@
 mod common;
 
 use axum::http::{Method, StatusCode};
-use common::{Db, Kind, TestApp};
+use common::{Db, Kind, TestApp, id, ids};
 use serde_json::{Value, json};
 
 /// Generates one `#[tokio::test]` per suite function in a module per configuration.
@@ -36,18 +36,6 @@ configurations! {
     sqlite_no_cache => (Db::Sqlite, Kind::None);
     postgres_redis => (Db::Postgres, Kind::Redis);
     postgres_memory => (Db::Postgres, Kind::Memory);
-}
-
-fn id(v: &Value) -> i64 {
-    v["id"].as_i64().unwrap_or_else(|| panic!("no id in {v}"))
-}
-
-fn ids(v: &Value) -> Vec<i64> {
-    v.as_array()
-        .unwrap_or_else(|| panic!("not a list: {v}"))
-        .iter()
-        .map(id)
-        .collect()
 }
 
 /// Asserts a 4xx error status and that the message mentions every `needle`.

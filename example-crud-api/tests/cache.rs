@@ -6,13 +6,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
-use common::{Db, Kind, TestApp, cache_for, send};
+use common::{Db, Kind, TestApp, cache_for, id, send};
 use example_crud_api::{AppState, app};
-use serde_json::{Value, json};
-
-fn id(v: &Value) -> i64 {
-    v["id"].as_i64().unwrap_or_else(|| panic!("no id in {v}"))
-}
+use serde_json::json;
 
 /// The cache entries in Redis (invalidation markers left out).
 fn entries(app: &TestApp) -> Vec<String> {

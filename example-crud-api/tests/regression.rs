@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
-use common::{Db, DbGuard, Kind, Resp, TestApp};
+use common::{Db, DbGuard, Kind, Resp, TestApp, id, ids};
 use example_crud_api::connect_db;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::{Value, json};
@@ -40,19 +40,8 @@ on_both_databases! {
     e2_too_many_bind_values_is_a_422,
     e5_contains_finds_non_ascii_text,
     e7_count_and_page_agree_under_concurrent_writes,
+    e8_concurrent_migrations_all_succeed,
     e9_null_for_a_non_nullable_field_is_a_422,
-}
-
-fn id(v: &Value) -> i64 {
-    v["id"].as_i64().unwrap_or_else(|| panic!("no id in {v}"))
-}
-
-fn ids(v: &Value) -> Vec<i64> {
-    v.as_array()
-        .unwrap_or_else(|| panic!("not a list: {v}"))
-        .iter()
-        .map(id)
-        .collect()
 }
 
 /// Asserts a 422 whose message mentions every `needle`.
@@ -316,10 +305,10 @@ async fn e7_count_and_page_agree_under_concurrent_writes(db: Db) {
 // E8 ----------------------------------------------------------------------------------------
 
 /// Two instances starting together both saw version 0 and both applied migration 1; the
-/// second failed. Migrations now run under an advisory lock.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn e8_concurrent_migrations_on_postgres_all_succeed() {
-    let (url, _guard) = DbGuard::create(Db::Postgres).await;
+/// second failed. Migrations now run under a lock: an advisory lock on PostgreSQL, the write lock
+/// (`BEGIN IMMEDIATE`) on SQLite.
+async fn e8_concurrent_migrations_all_succeed(db: Db) {
+    let (url, _guard) = DbGuard::create(db).await;
     let starts: Vec<_> = (0..4)
         .map(|_| {
             let url = url.clone();
@@ -332,7 +321,7 @@ async fn e8_concurrent_migrations_on_postgres_all_succeed() {
     }
     let versions = dbs[0]
         .query_all_raw(Statement::from_string(
-            DbBackend::Postgres,
+            dbs[0].get_database_backend(),
             "SELECT version FROM schema_migrations ORDER BY version",
         ))
         .await
@@ -342,33 +331,6 @@ async fn e8_concurrent_migrations_on_postgres_all_succeed() {
         .map(|row| row.try_get("", "version").expect("version"))
         .collect();
     assert_eq!(versions, vec![1]);
-    for db in dbs {
-        db.close().await.expect("close");
-    }
-}
-
-/// The same on SQLite: several instances opening one fresh file (`BEGIN IMMEDIATE`).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn e8_concurrent_migrations_on_sqlite_all_succeed() {
-    let (url, _guard) = DbGuard::create(Db::Sqlite).await;
-    let starts: Vec<_> = (0..4)
-        .map(|_| {
-            let url = url.clone();
-            tokio::spawn(async move { connect_db(&url).await })
-        })
-        .collect();
-    let mut dbs = Vec::new();
-    for start in starts {
-        dbs.push(start.await.expect("task").expect("connect and migrate"));
-    }
-    let versions = dbs[0]
-        .query_all_raw(Statement::from_string(
-            DbBackend::Sqlite,
-            "SELECT version FROM schema_migrations ORDER BY version",
-        ))
-        .await
-        .expect("read versions");
-    assert_eq!(versions.len(), 1);
     for db in dbs {
         db.close().await.expect("close");
     }
@@ -508,4 +470,22 @@ async fn e1_a_panic_is_a_json_500() {
     assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", r.text);
     assert_eq!(r.error(), "internal error");
     assert!(!r.text.contains("secret"), "{}", r.text);
+}
+
+/// The tour's restart: `--seed` on a database seeded already inserts nothing and invalidates
+/// nothing (it used to invalidate every user and task entry on every such start).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeding_a_seeded_database_invalidates_nothing() {
+    let app = TestApp::new(Db::Sqlite, Kind::Memory).await;
+    let seed = |n| {
+        cache_runtime::scope(
+            app.state.cache.clone(),
+            example_crud_api::seed::seed(&app.state.db, n),
+        )
+    };
+    assert_eq!(seed(10).await.unwrap(), 10);
+    let after_first = app.state.cache.stats().totals.invalidations;
+    assert_eq!(after_first, 2, "users:* and tasks:*");
+    assert_eq!(seed(10).await.unwrap(), 0);
+    assert_eq!(app.state.cache.stats().totals.invalidations, after_first);
 }

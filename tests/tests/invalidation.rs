@@ -8,34 +8,17 @@ use std::time::{Duration, Instant};
 
 use cache_runtime::{Cache, Mode};
 use integration_tests::{RedisServer, wait_until};
-use support::{User, user};
-use tokio::sync::oneshot;
+use support::{SlowLoad, User, user};
 
 /// A reader loads the old row, the writer updates and invalidates, then the reader stores what
 /// it loaded. No later read may return the old row.
 async fn read_write_race(cache: &Cache) {
     let db = Arc::new(Mutex::new(user(1, "old")));
-    let (loaded_tx, loaded_rx) = oneshot::channel();
-    let (store_tx, store_rx) = oneshot::channel::<()>();
-    let reader = {
-        let (cache, db) = (cache.clone(), db.clone());
-        tokio::spawn(async move {
-            cache
-                .get_or_load("users:1", None, async move {
-                    let row = db.lock().unwrap().clone();
-                    loaded_tx.send(()).unwrap();
-                    store_rx.await.unwrap();
-                    Ok::<_, ()>(row)
-                })
-                .await
-        })
-    };
-    loaded_rx.await.unwrap();
+    let reader = SlowLoad::start(cache, &db).await;
     *db.lock().unwrap() = user(1, "new");
     cache.invalidate("users:*").await.unwrap();
-    store_tx.send(()).unwrap();
     assert_eq!(
-        reader.await.unwrap().unwrap().name,
+        reader.finish().await,
         "old",
         "the racing reader itself saw the old row"
     );

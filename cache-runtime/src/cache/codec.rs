@@ -20,7 +20,7 @@ struct EnvelopeRef<'a, V: ?Sized> {
     v: u32,
     t: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    s: Option<u64>,
+    s: Option<u32>,
     g: &'a [u64],
     d: &'a V,
 }
@@ -29,17 +29,19 @@ struct EnvelopeRef<'a, V: ?Sized> {
 pub(crate) struct Envelope<V> {
     v: u32,
     #[serde(default)]
-    s: Option<u64>,
+    s: Option<u32>,
     pub(crate) g: Gens,
     pub(crate) d: V,
 }
 
-/// A tag of `V`'s type: a hash of its name, the same in every process of one build (Fx is not
-/// seeded). Names are not unique across crate versions; a collision only costs what the tag
-/// would have prevented.
-pub(crate) fn type_tag<V: ?Sized>() -> u64 {
+/// A tag of `V`'s type: 32 bits of a hash of its name, the same in every process of one build
+/// (Fx is not seeded). A collision only costs what the tag would have prevented; 32 bits keep
+/// the number short, since every hit parses it.
+pub(crate) fn type_tag<V: ?Sized>() -> u32 {
     use std::hash::BuildHasher as _;
-    rustc_hash::FxBuildHasher.hash_one(std::any::type_name::<V>())
+    let hash = rustc_hash::FxBuildHasher.hash_one(std::any::type_name::<V>());
+    // The high half: Fx mixes the last bytes into the high bits.
+    (hash >> 32) as u32
 }
 
 /// Encodes a value with the marker generations observed when its load started and, for
@@ -48,7 +50,7 @@ pub(crate) fn encode<V: Serialize + ?Sized>(
     value: &V,
     gens: &[u64],
     started_ms: u64,
-    tag: Option<u64>,
+    tag: Option<u32>,
 ) -> Result<Vec<u8>, serde_json::Error> {
     serde_json::to_vec(&EnvelopeRef {
         v: VERSION,
@@ -61,7 +63,7 @@ pub(crate) fn encode<V: Serialize + ?Sized>(
 
 /// Decodes an entry; `None` for anything corrupt, truncated, foreign or of another type,
 /// including an entry tagged with another type than `tag` (when both are given).
-pub(crate) fn decode<V: DeserializeOwned>(bytes: &[u8], tag: Option<u64>) -> Option<Envelope<V>> {
+pub(crate) fn decode<V: DeserializeOwned>(bytes: &[u8], tag: Option<u32>) -> Option<Envelope<V>> {
     serde_json::from_slice::<Envelope<V>>(bytes)
         .ok()
         .filter(|e| e.v == VERSION && (tag.is_none() || e.s.is_none() || e.s == tag))

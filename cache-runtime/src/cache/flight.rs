@@ -132,7 +132,7 @@ pub(crate) struct Leader<'a> {
     key: Arc<str>,
     stripe: usize,
     tx: watch::Sender<Option<Outcome>>,
-    /// Already out of the table (see [`Leader::leave`]).
+    /// Already out of the table (see [`Leader::leave_and_publish`]).
     left: bool,
 }
 

@@ -43,7 +43,6 @@ pub(crate) fn of_key(key: &str) -> impl Iterator<Item = Marker<'_>> + Clone {
 }
 
 /// How many markers [`of_key`] yields, without walking it.
-#[cfg(feature = "redis")]
 pub(crate) fn count(key: &str) -> usize {
     2 + key.bytes().filter(|&b| b == b':').count()
 }
@@ -147,19 +146,17 @@ impl MarkerTable {
     /// ones.
     pub(crate) fn read(&self, key: &str, gens: &mut Gens) {
         let t = read(&self.tables);
-        gens.push(t.epoch);
         if t.young.is_empty() && t.old.is_empty() {
             // Nothing was bumped (or all of it was forgotten): no lookups to make, and no
-            // iterator to walk (counting bytes is several times cheaper on this hot path).
-            let prefixes = key.bytes().filter(|&b| b == b':').count();
-            gens.extend(std::iter::repeat_n(0, prefixes + 1));
+            // iterator to walk (counting is several times cheaper on this hot path).
+            gens.push(t.epoch);
+            gens.extend(std::iter::repeat_n(0, count(key) - 1));
             return;
         }
-        let lookup = |m: Marker<'_>| t.young.get(m).or_else(|| t.old.get(m)).unwrap_or(0);
-        for (i, _) in key.match_indices(':') {
-            gens.push(lookup(Marker::Prefix(&key[..i])));
-        }
-        gens.push(lookup(Marker::Exact(key)));
+        gens.extend(of_key(key).map(|m| match m {
+            Marker::All => t.epoch,
+            m => t.young.get(m).or_else(|| t.old.get(m)).unwrap_or(0),
+        }));
     }
 
     /// Whether the markers of `key` still hold `gens`.

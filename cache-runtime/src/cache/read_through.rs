@@ -215,7 +215,7 @@ impl Cache {
         value: &V,
         gens: &[u64],
         started_ms: u64,
-        tag: Option<u64>,
+        tag: Option<u32>,
     ) -> Option<Vec<u8>> {
         match codec::encode(value, gens, started_ms, tag) {
             Ok(bytes) if bytes.len() <= self.inner.config.max_value_bytes => Some(bytes),

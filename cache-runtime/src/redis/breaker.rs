@@ -73,26 +73,19 @@ impl Breaker {
 
     /// Opens the breaker; the new state if it was closed, `None` if it was open already.
     pub(crate) fn open(&self) -> Option<u64> {
-        let mut current = self.state();
-        while current & 1 == 0 {
-            match self.state.compare_exchange_weak(
-                current,
-                current + 1,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return Some(current + 1),
-                Err(actual) => current = actual,
-            }
-        }
-        None
+        self.flip(0)
     }
 
     /// Closes the breaker; the new state if it was open.
     pub(crate) fn close(&self) -> Option<u64> {
         self.failures.store(0, Ordering::Relaxed);
+        self.flip(1)
+    }
+
+    /// Moves the state word on by one if its open bit is `from`.
+    fn flip(&self, from: u64) -> Option<u64> {
         let mut current = self.state();
-        while current & 1 == 1 {
+        while current & 1 == from {
             match self.state.compare_exchange_weak(
                 current,
                 current + 1,

@@ -328,3 +328,17 @@ pub async fn send(router: &Router, method: Method, path: &str, body: Option<(&st
     let body = serde_json::from_str(&text).unwrap_or(Value::Null);
     Resp { status, body, text }
 }
+
+/// The `id` of a JSON row.
+pub fn id(v: &Value) -> i64 {
+    v["id"].as_i64().unwrap_or_else(|| panic!("no id in {v}"))
+}
+
+/// The `id`s of a JSON list of rows.
+pub fn ids(v: &Value) -> Vec<i64> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not a list: {v}"))
+        .iter()
+        .map(id)
+        .collect()
+}

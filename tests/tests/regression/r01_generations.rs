@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use cache_runtime::Cache;
 use integration_tests::{RedisServer, wait_until};
-use tokio::sync::oneshot;
 
-use crate::support::{self, User, user};
+use crate::support::{self, SlowLoad, User, user};
 
 /// Reads `users:<id>` through the cache, loading from `db`.
 async fn read(cache: &Cache, db: &Mutex<User>, id: i32) -> String {
@@ -133,22 +132,7 @@ async fn a_load_across_an_empty_restart_is_not_served() {
     let writer = support::redis_only(&server).await;
     writer.invalidate("users:*").await.unwrap();
     let db = Arc::new(Mutex::new(user(1, "old")));
-    let (loaded_tx, loaded_rx) = oneshot::channel();
-    let (store_tx, store_rx) = oneshot::channel::<()>();
-    let reader = {
-        let (cache, db) = (cache.clone(), db.clone());
-        tokio::spawn(async move {
-            cache
-                .get_or_load("users:1", None, async move {
-                    let row = db.lock().unwrap().clone();
-                    loaded_tx.send(()).unwrap();
-                    store_rx.await.unwrap();
-                    Ok::<_, ()>(row)
-                })
-                .await
-        })
-    };
-    loaded_rx.await.unwrap();
+    let reader = SlowLoad::start(&cache, &db).await;
     server.restart();
     // Both notice the restart (their connections died) and reconnect.
     cache.get::<User>("users:other").await;
@@ -164,8 +148,7 @@ async fn a_load_across_an_empty_restart_is_not_served() {
     );
     *db.lock().unwrap() = user(1, "new");
     writer.invalidate("users:*").await.unwrap();
-    store_tx.send(()).unwrap();
-    assert_eq!(reader.await.unwrap().unwrap().name, "old");
+    assert_eq!(reader.finish().await, "old");
     assert_eq!(read(&cache, &db, 1).await, "new");
     assert_eq!(read(&writer, &db, 1).await, "new");
 }

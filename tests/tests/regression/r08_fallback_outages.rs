@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use cache_runtime::{Cache, Mode};
 use integration_tests::RedisServer;
-use tokio::sync::oneshot;
 
-use crate::support::{self, until_mode, user};
+use crate::support::{self, SlowLoad, until_mode, user};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r08_a_load_from_an_earlier_outage_is_not_served_in_a_later_one() {
@@ -21,21 +20,7 @@ async fn r08_a_load_from_an_earlier_outage_is_not_served_in_a_later_one() {
     // Outage 1: A reads in process; a slow load starts.
     server.kill();
     until_mode(&a, Mode::Memory).await;
-    let (loaded_tx, loaded_rx) = oneshot::channel();
-    let (store_tx, store_rx) = oneshot::channel::<()>();
-    let slow = {
-        let (a, db) = (a.clone(), db.clone());
-        tokio::spawn(async move {
-            a.get_or_load("users:1", None, async move {
-                let row = db.lock().unwrap().clone();
-                loaded_tx.send(()).unwrap();
-                store_rx.await.unwrap();
-                Ok::<_, ()>(row)
-            })
-            .await
-        })
-    };
-    loaded_rx.await.unwrap();
+    let slow = SlowLoad::start(&a, &db).await;
 
     // Redis returns; instance B writes through it.
     server.restart();
@@ -47,8 +32,7 @@ async fn r08_a_load_from_an_earlier_outage_is_not_served_in_a_later_one() {
     // Outage 2: the slow load finishes now.
     server.kill();
     until_mode(&a, Mode::Memory).await;
-    store_tx.send(()).unwrap();
-    assert_eq!(slow.await.unwrap().unwrap().name, "old");
+    assert_eq!(slow.finish().await, "old");
 
     let load = async { Ok::<_, ()>(db.lock().unwrap().clone()) };
     let read = a.get_or_load("users:1", None, load).await.unwrap();

@@ -106,3 +106,37 @@ pub async fn until_mode(cache: &Cache, mode: cache_runtime::Mode) {
         cache.stats()
     );
 }
+
+/// A read of `users:1` through `cache` whose load reads the row from `db`, then waits: the
+/// reader of the read/write race, stopped between its load and its store.
+pub struct SlowLoad {
+    release: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<User, ()>>,
+}
+
+impl SlowLoad {
+    /// Starts the read and returns once its load has read the row.
+    pub async fn start(cache: &Cache, db: &Arc<std::sync::Mutex<User>>) -> Self {
+        let (loaded_tx, loaded_rx) = tokio::sync::oneshot::channel();
+        let (release, store_rx) = tokio::sync::oneshot::channel::<()>();
+        let (cache, db) = (cache.clone(), db.clone());
+        let task = tokio::spawn(async move {
+            cache
+                .get_or_load("users:1", None, async move {
+                    let row = db.lock().unwrap().clone();
+                    loaded_tx.send(()).unwrap();
+                    store_rx.await.unwrap();
+                    Ok(row)
+                })
+                .await
+        });
+        loaded_rx.await.unwrap();
+        Self { release, task }
+    }
+
+    /// Lets the read store what it loaded; returns the name it read.
+    pub async fn finish(self) -> String {
+        self.release.send(()).unwrap();
+        self.task.await.unwrap().unwrap().name
+    }
+}

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use ::redis::{RedisWrite, Script, ToRedisArgs};
+use ::redis::{RedisWrite, Script, ToRedisArgs, Value};
 
 use super::{Budget, CacheStore, Fetched, Fill, Origin, Raw, StoreError};
 use crate::cache::codec::ENTRY_MAGIC;
@@ -145,6 +145,35 @@ impl RedisCacheStore {
         }
     }
 
+    /// One MGET of every key and its markers, as the raw reply values.
+    async fn mget(&self, keys: &[&str], budget: &mut Budget) -> Result<Vec<Value>, StoreError> {
+        let prefix = self.prefix.as_str();
+        // Sized up front: the arguments would otherwise regrow the buffer a few times per call.
+        let args = 1 + keys.iter().map(|k| 1 + markers::count(k)).sum::<usize>();
+        let bytes = keys
+            .iter()
+            .map(|k| (1 + markers::count(k)) * (prefix.len() + MARKER_NS.len() + k.len() + 2))
+            .sum::<usize>();
+        let mut cmd = ::redis::Cmd::with_capacity(args, bytes + 4);
+        cmd.arg("MGET");
+        for key in keys {
+            cmd.arg(KeyAndMarkers { prefix, key });
+        }
+        let reply: Value = self
+            .client
+            .run_within(budget, |mut c| async move { cmd.query_async(&mut c).await })
+            .await?;
+        match reply {
+            Value::Array(values) => Ok(values),
+            other => Err(::redis::RedisError::from((
+                ::redis::ErrorKind::UnexpectedReturnType,
+                "MGET did not answer an array",
+                format!("{other:?}"),
+            ))
+            .into()),
+        }
+    }
+
     /// Bumps the markers of `patterns` and deletes their exact keys, in one script call.
     pub(crate) async fn bump_in(&self, patterns: &[Pattern], mode: Mode) -> Result<(), StoreError> {
         let mut invocation = BUMP.prepare_invoke();
@@ -173,35 +202,13 @@ impl RedisCacheStore {
 
 impl CacheStore for RedisCacheStore {
     async fn fetch(&self, keys: &[&str], budget: &mut Budget) -> Result<Vec<Fetched>, StoreError> {
-        let prefix = self.prefix.as_str();
-        // Sized up front: the arguments would otherwise regrow the buffer a few times per call.
-        let args = 1 + keys.iter().map(|k| 1 + markers::count(k)).sum::<usize>();
-        let bytes = keys
-            .iter()
-            .map(|k| (1 + markers::count(k)) * (prefix.len() + MARKER_NS.len() + k.len() + 2))
-            .sum::<usize>();
-        let mut cmd = ::redis::Cmd::with_capacity(args, bytes + 4);
-        cmd.arg("MGET");
-        for key in keys {
-            cmd.arg(KeyAndMarkers { prefix, key });
-        }
-        let values: Vec<Option<Vec<u8>>> = self
-            .client
-            .run_within(budget, |mut c| async move { cmd.query_async(&mut c).await })
-            .await?;
-        let mut values = values.into_iter();
-        Ok(keys
-            .iter()
-            .map(|key| Fetched {
-                value: values.next().flatten().map(Raw::Owned),
-                gens: values
-                    .by_ref()
-                    .take(markers::count(key))
-                    .map(|m| parse_gen(m.as_deref()))
-                    .collect(),
-                origin: Origin::Redis,
-            })
-            .collect())
+        let mut values = self.mget(keys, budget).await?.into_iter();
+        Ok(keys.iter().map(|key| fetched(key, &mut values)).collect())
+    }
+
+    async fn fetch_one(&self, key: &str, budget: &mut Budget) -> Result<Fetched, StoreError> {
+        let values = self.mget(&[key], budget).await?;
+        Ok(fetched(key, &mut values.into_iter()))
     }
 
     async fn prepare_fill(
@@ -388,11 +395,40 @@ impl ToRedisArgs for KeyAndMarkers<'_> {
     }
 }
 
-/// A marker's value: its generation, or 0 when absent or not an integer (then "changed").
-fn parse_gen(bytes: Option<&[u8]>) -> u64 {
+/// `key`'s entry and its markers' generations, taken from the MGET reply.
+fn fetched(key: &str, values: &mut impl Iterator<Item = Value>) -> Fetched {
+    let value = match values.next() {
+        Some(Value::BulkString(bytes)) => Some(Raw::Owned(bytes)),
+        _ => None,
+    };
+    let gens = values
+        .by_ref()
+        .take(markers::count(key))
+        .map(|marker| match marker {
+            Value::BulkString(bytes) => parse_gen(&bytes),
+            _ => 0,
+        })
+        .collect();
+    Fetched {
+        value,
+        gens,
+        origin: Origin::Redis,
+    }
+}
+
+/// A marker's value: its generation, or 0 when it is not a (non-zero, 64-bit) decimal integer,
+/// which reads as "changed". Parsed by hand: three of these per read are a visible part of a
+/// hit.
+fn parse_gen(bytes: &[u8]) -> u64 {
+    if bytes.is_empty() || bytes.len() > 20 {
+        return 0;
+    }
     bytes
-        .and_then(|b| std::str::from_utf8(b).ok())
-        .and_then(|s| s.parse().ok())
+        .iter()
+        .try_fold(0u64, |n, &b| match b {
+            b'0'..=b'9' => n.checked_mul(10)?.checked_add(u64::from(b - b'0')),
+            _ => None,
+        })
         .unwrap_or(0)
 }
 
@@ -414,6 +450,22 @@ fn glob_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generations_parse_as_integers_or_zero() {
+        assert_eq!(parse_gen(b"1796173701832964"), 1_796_173_701_832_964);
+        assert_eq!(parse_gen(b"18446744073709551615"), u64::MAX);
+        for garbage in [
+            &b""[..],
+            b"garbage",
+            b"-1",
+            b"1.5",
+            b"18446744073709551616",
+            b" 1",
+        ] {
+            assert_eq!(parse_gen(garbage), 0, "{garbage:?}");
+        }
+    }
 
     #[test]
     fn mget_arguments_are_the_key_and_its_markers() {
