@@ -22,8 +22,8 @@ use crate::cache::key::{MARKER_NS, Pattern};
 use crate::cache::markers::{self, Marker};
 use crate::redis::RedisClient;
 
-/// Gives markers new generations and deletes entries. KEYS: the markers, then the entries;
-/// ARGV[1]: the number of markers, ARGV[1 + i]: marker i's TTL in ms (0: none). Returns the
+/// Gives markers new generations and deletes entries. `KEYS`: the markers, then the entries;
+/// `ARGV[1]`: the number of markers, `ARGV[1 + i]`: marker i's TTL in ms (0: none). Returns the
 /// new generations.
 static BUMP: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -51,7 +51,7 @@ return gens",
 });
 
 /// Creates the markers that do not exist (or hold no integer) with a fresh generation and
-/// returns every marker's generation. KEYS: markers; ARGV[i]: marker i's TTL in ms (0: none).
+/// returns every marker's generation. `KEYS`: markers; `ARGV[i]`: marker i's TTL in ms (0: none).
 static PREPARE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
