@@ -39,10 +39,7 @@ pub struct CacheBuilder {
 impl CacheBuilder {
     /// Starts from an existing configuration (e.g. [`Config::from_env`]).
     pub fn from_config(config: Config) -> Self {
-        Self {
-            config,
-            ..Self::default()
-        }
+        Self::default().config(config)
     }
 
     /// Replaces the whole configuration.
