@@ -95,9 +95,19 @@ pub struct Config {
     /// `REDIS_URL`, or assembled from `REDIS_HOST`/`REDIS_PORT`/`REDIS_DB`/`REDIS_USERNAME`/
     /// `REDIS_PASSWORD`/`REDIS_SSL`. A user name in the URL selects an ACL user.
     pub redis_url: String,
+    /// `REDIS_CLUSTER_NODES`: seed nodes of a Redis Cluster (URLs, or `host:port` with the
+    /// scheme from `REDIS_SSL` and the credentials from `REDIS_USERNAME`/`REDIS_PASSWORD`).
+    /// Non-empty selects the cluster client, and `redis_url` is not used.
+    pub redis_cluster_nodes: Vec<String>,
     /// `REDIS_TLS_CA_CERT`: a PEM file of the CA that signed the server's certificate, for
     /// servers whose certificate no public CA signed (default: the public web roots).
     pub redis_tls_ca: Option<PathBuf>,
+    /// `REDIS_WAIT_REPLICAS` (0): writes that must survive a failover (invalidations) wait
+    /// until this many replicas of their master have them (`WAIT`), within the operation
+    /// timeout; a write that fewer replicas acknowledge counts as failed (the cache queues it
+    /// and serves from its fallback until it is replayed). 0: no waiting, and a failover may
+    /// lose the last milliseconds of invalidations (replication is asynchronous).
+    pub wait_replicas: u32,
     /// `CACHE_TTL`: default entry TTL (300 s).
     pub default_ttl: Duration,
     /// `CACHE_SHORT_TTL` (60 s): offered to applications for volatile data.
@@ -141,7 +151,16 @@ impl std::fmt::Debug for Config {
             .field("enabled", &self.enabled)
             .field("redis_enabled", &self.redis_enabled)
             .field("redis_url", &redact_url(&self.redis_url))
+            .field(
+                "redis_cluster_nodes",
+                &self
+                    .redis_cluster_nodes
+                    .iter()
+                    .map(|n| redact_url(n))
+                    .collect::<Vec<_>>(),
+            )
             .field("redis_tls_ca", &self.redis_tls_ca)
+            .field("wait_replicas", &self.wait_replicas)
             .field("default_ttl", &self.default_ttl)
             .field("short_ttl", &self.short_ttl)
             .field("long_ttl", &self.long_ttl)
@@ -166,7 +185,9 @@ impl Default for Config {
             enabled: true,
             redis_enabled: false,
             redis_url: "redis://127.0.0.1:6379/0".to_owned(),
+            redis_cluster_nodes: Vec::new(),
             redis_tls_ca: None,
+            wait_replicas: 0,
             default_ttl: Duration::from_secs(300),
             short_ttl: Duration::from_secs(60),
             long_ttl: Duration::from_secs(3600),
@@ -221,30 +242,20 @@ impl Config {
         let tls = get("REDIS_SSL")
             .map(|v| boolean("REDIS_SSL", &v))
             .transpose()?;
+        let redis_cluster_nodes = match get("REDIS_CLUSTER_NODES") {
+            Some(nodes) => cluster_nodes(&nodes, &get, tls)?,
+            None => Vec::new(),
+        };
         let redis_url = match get("REDIS_URL") {
-            Some(url) => {
-                let url = check_url(&url)?;
-                if tls == Some(true) && !url.starts_with("rediss://") {
-                    return Err(ConfigError::invalid(
-                        "REDIS_SSL",
-                        "true",
-                        format!(
-                            "REDIS_URL `{}` is not a `rediss://` URL: use `rediss://` (or unset \
-                             REDIS_SSL), so that a plaintext connection is never made by mistake",
-                            redact_url(&url)
-                        ),
-                    ));
-                }
-                if get("REDIS_PASSWORD").is_some() && !has_password(&url) {
-                    return Err(ConfigError::invalid(
-                        "REDIS_PASSWORD",
-                        "***",
-                        "REDIS_URL is set, so REDIS_PASSWORD would be ignored: put the password \
-                         in REDIS_URL (`redis://user:password@host`) instead",
-                    ));
-                }
-                url
+            Some(_) if !redis_cluster_nodes.is_empty() => {
+                return Err(ConfigError::invalid(
+                    "REDIS_CLUSTER_NODES",
+                    redact_list(&redis_cluster_nodes.join(",")),
+                    "REDIS_URL is set too: set one of them (a single node or a cluster)",
+                ));
             }
+            Some(url) => checked_url("REDIS_URL", &url, &get, tls)?,
+            None if !redis_cluster_nodes.is_empty() => d.redis_url.clone(),
             None => assemble_url(&get, tls.unwrap_or(false))?,
         };
         let max_ttl = secs("CACHE_MAX_TTL", d.max_ttl, MAX_TTL_LIMIT)?;
@@ -252,7 +263,18 @@ impl Config {
             enabled: flag("CACHE_ENABLED", true)?,
             redis_enabled: flag("REDIS_ENABLED", false)?,
             redis_url,
+            redis_cluster_nodes,
             redis_tls_ca: get("REDIS_TLS_CA_CERT").map(PathBuf::from),
+            wait_replicas: get("REDIS_WAIT_REPLICAS").map_or(Ok(0), |v| {
+                match v.parse::<u32>() {
+                    Ok(n) if n <= 16 => Ok(n),
+                    _ => Err(ConfigError::invalid(
+                        "REDIS_WAIT_REPLICAS",
+                        v,
+                        "expected a number of replicas, 0-16",
+                    )),
+                }
+            })?,
             default_ttl: secs("CACHE_TTL", d.default_ttl, MAX_TTL_LIMIT)?,
             short_ttl: secs("CACHE_SHORT_TTL", d.short_ttl, MAX_TTL_LIMIT)?,
             long_ttl: secs("CACHE_LONG_TTL", d.long_ttl, MAX_TTL_LIMIT)?,
@@ -292,6 +314,11 @@ impl Config {
             outage_file: get("CACHE_OUTAGE_FILE").map(PathBuf::from),
             ..d
         })
+    }
+
+    /// Whether Redis is a cluster (`REDIS_CLUSTER_NODES` is set).
+    pub fn is_cluster(&self) -> bool {
+        !self.redis_cluster_nodes.is_empty()
     }
 
     /// The prefix as keys use it: empty, or ending in `:`.
@@ -337,18 +364,118 @@ fn boolean(name: &str, value: &str) -> Result<bool, ConfigError> {
     }
 }
 
-fn check_url(url: &str) -> Result<String, ConfigError> {
-    if url.starts_with("redis://")
+/// A `redis://` or `rediss://` URL given in variable `name`, checked against `REDIS_SSL` and
+/// `REDIS_PASSWORD`.
+fn checked_url(
+    name: &str,
+    url: &str,
+    get: &impl Fn(&str) -> Option<String>,
+    tls: Option<bool>,
+) -> Result<String, ConfigError> {
+    if !(url.starts_with("redis://")
         || url.starts_with("rediss://")
-        || url.starts_with("redis+unix://")
+        || url.starts_with("redis+unix://"))
     {
-        Ok(url.to_owned())
-    } else {
-        Err(ConfigError::invalid(
-            "REDIS_URL",
+        return Err(ConfigError::invalid(
+            name,
             redact_url(url),
             "expected a `redis://` or `rediss://` URL",
-        ))
+        ));
+    }
+    if tls == Some(true) && !url.starts_with("rediss://") {
+        return Err(ConfigError::invalid(
+            "REDIS_SSL",
+            "true",
+            format!(
+                "{name} `{}` is not a `rediss://` URL: use `rediss://` (or unset REDIS_SSL), so \
+                 that a plaintext connection is never made by mistake",
+                redact_url(url)
+            ),
+        ));
+    }
+    if get("REDIS_PASSWORD").is_some() && !has_password(url) {
+        return Err(ConfigError::invalid(
+            "REDIS_PASSWORD",
+            "***",
+            format!(
+                "{name} is set, so REDIS_PASSWORD would be ignored: put the password in the URL \
+                 (`redis://user:password@host`) instead"
+            ),
+        ));
+    }
+    Ok(url.to_owned())
+}
+
+/// `REDIS_CLUSTER_NODES`: comma-separated URLs or `host:port` pairs, as URLs. The cluster
+/// client takes one scheme, one set of credentials and database 0 for every node, so anything
+/// else is refused here, naming the variable.
+fn cluster_nodes(
+    list: &str,
+    get: &impl Fn(&str) -> Option<String>,
+    tls: Option<bool>,
+) -> Result<Vec<String>, ConfigError> {
+    const NAME: &str = "REDIS_CLUSTER_NODES";
+    let invalid = |reason: &str| ConfigError::invalid(NAME, redact_list(list), reason);
+    if get("REDIS_DB").is_some_and(|db| db != "0") {
+        return Err(ConfigError::invalid(
+            "REDIS_DB",
+            get("REDIS_DB").unwrap_or_default(),
+            "a Redis Cluster has database 0 only",
+        ));
+    }
+    let scheme = if tls == Some(true) { "rediss" } else { "redis" };
+    let mut nodes = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let url = if item.contains("://") {
+            let url = checked_url(NAME, item, get, tls)?;
+            let path = url.splitn(4, '/').nth(3).unwrap_or_default();
+            if !matches!(path, "" | "0") {
+                return Err(invalid("a Redis Cluster has database 0 only"));
+            }
+            url
+        } else {
+            let (host, port) = item
+                .rsplit_once(':')
+                .filter(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0))
+                .ok_or_else(|| invalid("expected URLs or `host:port` pairs, comma-separated"))?;
+            check_host(NAME, host)?;
+            format!("{scheme}://{}{host}:{port}", auth_part(get))
+        };
+        nodes.push(url);
+    }
+    let Some(first) = nodes.first() else {
+        return Err(invalid("expected at least one node"));
+    };
+    let same = |n: &String| {
+        n.starts_with("rediss://") == first.starts_with("rediss://")
+            && user_info(n).map(|(_, i)| i) == user_info(first).map(|(_, i)| i)
+    };
+    if !nodes.iter().all(same) {
+        return Err(invalid(
+            "every node needs the same scheme and credentials (the cluster client uses one)",
+        ));
+    }
+    Ok(nodes)
+}
+
+fn check_host(name: &str, host: &str) -> Result<(), ConfigError> {
+    if host.is_empty() || host.contains(['/', '@', ' ', '?', '#', ',']) {
+        return Err(ConfigError::invalid(
+            name,
+            host,
+            "expected a host name or address",
+        ));
+    }
+    Ok(())
+}
+
+/// `user:password@` from `REDIS_USERNAME`/`REDIS_PASSWORD` (percent-encoded), or nothing.
+fn auth_part(get: &impl Fn(&str) -> Option<String>) -> String {
+    let user = get("REDIS_USERNAME").map(|u| percent_encode(&u));
+    match (user, get("REDIS_PASSWORD")) {
+        (user, Some(p)) => format!("{}:{}@", user.unwrap_or_default(), percent_encode(&p)),
+        (Some(user), None) => format!("{user}@"),
+        (None, None) => String::new(),
     }
 }
 
@@ -375,15 +502,17 @@ pub(crate) fn redact_url(url: &str) -> String {
     }
 }
 
+/// A comma-separated list of URLs with every password replaced by `***`.
+pub(crate) fn redact_list(list: &str) -> String {
+    list.split(',')
+        .map(redact_url)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 fn assemble_url(get: &impl Fn(&str) -> Option<String>, tls: bool) -> Result<String, ConfigError> {
     let host = get("REDIS_HOST").unwrap_or_else(|| "127.0.0.1".to_owned());
-    if host.contains(['/', '@', ' ', '?', '#']) {
-        return Err(ConfigError::invalid(
-            "REDIS_HOST",
-            host,
-            "expected a host name or address",
-        ));
-    }
+    check_host("REDIS_HOST", &host)?;
     let port = match get("REDIS_PORT") {
         Some(v) => match v.parse::<u16>() {
             Ok(p) if p > 0 => p,
@@ -404,13 +533,7 @@ fn assemble_url(get: &impl Fn(&str) -> Option<String>, tls: bool) -> Result<Stri
         None => 0,
     };
     let scheme = if tls { "rediss" } else { "redis" };
-    let user = get("REDIS_USERNAME").map(|u| percent_encode(&u));
-    let auth = match (user, get("REDIS_PASSWORD")) {
-        (user, Some(p)) => format!("{}:{}@", user.unwrap_or_default(), percent_encode(&p)),
-        (Some(user), None) => format!("{user}@"),
-        (None, None) => String::new(),
-    };
-    Ok(format!("{scheme}://{auth}{host}:{port}/{db}"))
+    Ok(format!("{scheme}://{}{host}:{port}/{db}", auth_part(get)))
 }
 
 /// Percent-encodes everything but unreserved URL characters (for user names and passwords).
@@ -540,6 +663,95 @@ mod tests {
         assert_eq!(redact_url("redis://h:1/0"), "redis://h:1/0");
         assert_eq!(redact_url("rediss://:pw@h/0"), "rediss://:***@h/0");
         assert_eq!(redact_url("redis://user@h/0"), "redis://user@h/0");
+    }
+
+    #[test]
+    fn cluster_nodes_as_urls_or_host_port_pairs() {
+        let c = from(&[(
+            "REDIS_CLUSTER_NODES",
+            "10.0.0.1:7000, redis://10.0.0.2:7001 ,",
+        )])
+        .unwrap();
+        assert!(c.is_cluster());
+        assert_eq!(
+            c.redis_cluster_nodes,
+            ["redis://10.0.0.1:7000", "redis://10.0.0.2:7001"]
+        );
+        let c = from(&[
+            ("REDIS_CLUSTER_NODES", "a:1,b:2"),
+            ("REDIS_SSL", "true"),
+            ("REDIS_USERNAME", "app"),
+            ("REDIS_PASSWORD", "p w"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.redis_cluster_nodes,
+            ["rediss://app:p%20w@a:1", "rediss://app:p%20w@b:2"]
+        );
+        assert!(!from(&[]).unwrap().is_cluster());
+    }
+
+    #[test]
+    fn bad_cluster_settings_name_the_variable() {
+        for (vars, name) in [
+            (
+                &[("REDIS_CLUSTER_NODES", "a:1"), ("REDIS_URL", "redis://b:2")][..],
+                "REDIS_CLUSTER_NODES",
+            ),
+            (&[("REDIS_CLUSTER_NODES", "a")], "REDIS_CLUSTER_NODES"),
+            (&[("REDIS_CLUSTER_NODES", "a:0")], "REDIS_CLUSTER_NODES"),
+            (&[("REDIS_CLUSTER_NODES", ",")], "REDIS_CLUSTER_NODES"),
+            (
+                &[("REDIS_CLUSTER_NODES", "http://a:1")],
+                "REDIS_CLUSTER_NODES",
+            ),
+            (
+                &[("REDIS_CLUSTER_NODES", "redis://a:1/2")],
+                "REDIS_CLUSTER_NODES",
+            ),
+            (
+                &[("REDIS_CLUSTER_NODES", "redis://a:1,rediss://b:2")],
+                "REDIS_CLUSTER_NODES",
+            ),
+            (
+                &[("REDIS_CLUSTER_NODES", "redis://:x@a:1,redis://:y@b:2")],
+                "REDIS_CLUSTER_NODES",
+            ),
+            (
+                &[
+                    ("REDIS_CLUSTER_NODES", "redis://a:1"),
+                    ("REDIS_SSL", "true"),
+                ],
+                "REDIS_SSL",
+            ),
+            (
+                &[
+                    ("REDIS_CLUSTER_NODES", "redis://a:1"),
+                    ("REDIS_PASSWORD", "pw"),
+                ],
+                "REDIS_PASSWORD",
+            ),
+            (
+                &[("REDIS_CLUSTER_NODES", "a:1"), ("REDIS_DB", "3")],
+                "REDIS_DB",
+            ),
+            (&[("REDIS_WAIT_REPLICAS", "17")], "REDIS_WAIT_REPLICAS"),
+            (&[("REDIS_WAIT_REPLICAS", "-1")], "REDIS_WAIT_REPLICAS"),
+        ] {
+            let msg = from(vars).unwrap_err().to_string();
+            assert!(msg.contains(name), "{vars:?}: {msg}");
+        }
+        let msg = from(&[(
+            "REDIS_CLUSTER_NODES",
+            "redis://:hunter2@a:1,redis://:hunter3@b:2",
+        )])
+        .unwrap_err()
+        .to_string();
+        assert!(!msg.contains("hunter"), "{msg}");
+        assert_eq!(
+            from(&[("REDIS_WAIT_REPLICAS", "1")]).unwrap().wait_replicas,
+            1
+        );
     }
 
     /// R25: prefixes `a` and `ab` cannot produce the same key.

@@ -66,7 +66,7 @@ pub use context::defer_invalidations;
 pub use context::{current, global, install, scope};
 pub use error::{ConfigError, KeyError};
 #[cfg(feature = "redis")]
-pub use redis::{Circuit, RedisClient, RedisHealth};
+pub use redis::{Circuit, NodeHealth, RedisClient, RedisHealth};
 
 #[cfg(feature = "macros")]
 pub use cache_macros::{cached, invalidates};

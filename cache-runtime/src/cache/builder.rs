@@ -62,6 +62,32 @@ impl CacheBuilder {
         self
     }
 
+    /// Enables Redis on a Redis Cluster, given seed nodes as URLs (`redis://host:port`,
+    /// `rediss://` for TLS, credentials as in [`CacheBuilder::redis_url`]) or `host:port`
+    /// pairs. The client discovers the other nodes from them.
+    pub fn redis_cluster<S: Into<String>>(mut self, nodes: impl IntoIterator<Item = S>) -> Self {
+        self.config.redis_cluster_nodes = nodes
+            .into_iter()
+            .map(|node| {
+                let node = node.into();
+                if node.contains("://") {
+                    node
+                } else {
+                    format!("redis://{node}")
+                }
+            })
+            .collect();
+        self.config.redis_enabled = true;
+        self
+    }
+
+    /// Replicas that must acknowledge an invalidation before it counts as done (see
+    /// [`Config::wait_replicas`]).
+    pub fn wait_replicas(mut self, replicas: u32) -> Self {
+        self.config.wait_replicas = replicas;
+        self
+    }
+
     /// Turns Redis on or off (off: no connection is ever opened).
     pub fn redis_enabled(mut self, enabled: bool) -> Self {
         self.config.redis_enabled = enabled;

@@ -21,7 +21,7 @@ use ::redis::RedisError;
 use tokio::sync::watch;
 
 pub use breaker::Circuit;
-pub(crate) use conn::Connection;
+pub(crate) use conn::{Connection, Node};
 pub(crate) use recovery::CloseGate;
 
 use crate::config::{Config, ConfigError};
@@ -36,6 +36,10 @@ pub(crate) enum Error {
     Timeout,
     #[error("redis: {0}")]
     Redis(#[from] RedisError),
+    /// A write reached its master, but fewer replicas than `REDIS_WAIT_REPLICAS` acknowledged
+    /// it in time: a failover could lose it.
+    #[error("only {acked} of {wanted} replicas acknowledged the write")]
+    NotReplicated { acked: u32, wanted: u32 },
 }
 
 /// How much of its Redis time one call has left: the operations of one call (a read, the
@@ -83,6 +87,7 @@ pub(crate) struct Shared {
     breaker: breaker::Breaker,
     op_timeout: Duration,
     connect_timeout: Duration,
+    wait_replicas: u32,
     recovering: AtomicBool,
     gates: Mutex<Vec<Weak<dyn CloseGate>>>,
     /// The breaker's state word, for modules that react to outages.
@@ -114,6 +119,23 @@ pub struct RedisHealth {
     pub latency_us: Option<u64>,
     /// The circuit breaker's state.
     pub circuit: Circuit,
+    /// On a Redis Cluster, each node as the cluster lists it, with its own PING (empty on one
+    /// Redis, and when no node answers).
+    pub nodes: Vec<NodeHealth>,
+}
+
+/// One node of a Redis Cluster, in [`RedisHealth::nodes`].
+#[derive(Debug, Clone, serde::Serialize)]
+#[non_exhaustive]
+pub struct NodeHealth {
+    /// `host:port`, as the cluster announces it.
+    pub address: String,
+    /// `master` or `replica`.
+    pub role: &'static str,
+    /// Whether a PING answered within the operation timeout.
+    pub reachable: bool,
+    /// PING round trip in microseconds.
+    pub latency_us: Option<u64>,
 }
 
 /// Slack for the scheduler before a timeout counts as Redis' fault (see [`RedisClient::run`]).
@@ -138,6 +160,7 @@ impl RedisClient {
             breaker,
             op_timeout: config.op_timeout,
             connect_timeout: config.connect_timeout,
+            wait_replicas: config.wait_replicas,
             recovering: AtomicBool::new(false),
             gates: Mutex::default(),
             outages,
@@ -205,24 +228,50 @@ impl RedisClient {
         (d.since.map(|(_, wall)| wall), d.total + current)
     }
 
-    /// A PING round trip (bounded by the operation timeout) and the breaker's state.
+    /// A PING round trip (bounded by the operation timeout; on a cluster, of every master) and
+    /// the breaker's state; on a cluster, each node's own PING too, also while the breaker is
+    /// open (it shows which node is down).
     pub async fn health(&self) -> RedisHealth {
         let latency = if self.available() {
             let start = Instant::now();
-            self.run(
-                |mut c| async move { ::redis::cmd("PING").query_async::<String>(&mut c).await },
-            )
-            .await
-            .ok()
-            .map(|_| start.elapsed())
+            self.run(|mut c| async move { ::redis::cmd("PING").exec_async(&mut c).await })
+                .await
+                .ok()
+                .map(|()| start.elapsed())
         } else {
             None
         };
         RedisHealth {
             reachable: latency.is_some(),
-            latency_us: latency.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+            latency_us: latency.map(micros),
             circuit: self.circuit(),
+            nodes: self.node_health().await,
         }
+    }
+
+    async fn node_health(&self) -> Vec<NodeHealth> {
+        let timeout = self.shared.op_timeout;
+        let nodes = self
+            .run_unguarded(timeout, |mut c| async move { c.nodes().await })
+            .await
+            .unwrap_or_default();
+        let pings = nodes.into_iter().map(|node| async move {
+            let start = Instant::now();
+            let node = &node;
+            let reachable = self
+                .run_unguarded(timeout, |mut c| async move {
+                    c.command_on(Some(node), ::redis::cmd("PING")).await
+                })
+                .await
+                .is_ok();
+            NodeHealth {
+                address: node.address(),
+                role: node.role,
+                reachable,
+                latency_us: reachable.then(|| micros(start.elapsed())),
+            }
+        });
+        futures_util::future::join_all(pings).await
     }
 
     /// Runs one operation under the full operation timeout (see [`RedisClient::run_within`]).
@@ -344,8 +393,62 @@ impl RedisClient {
     pub(crate) fn op_timeout(&self) -> Duration {
         self.shared.op_timeout
     }
+
+    /// Appends `WAIT` to `pipeline` when writes must reach replicas ([`Config::wait_replicas`]),
+    /// bounded by the operation timeout. The pipeline's commands must share one slot, so that
+    /// `WAIT` runs on the connection that made the writes.
+    pub(crate) fn wait_for_replicas(&self, pipeline: &mut ::redis::Pipeline) {
+        if self.shared.wait_replicas > 0 {
+            let millis = u64::try_from(self.shared.op_timeout.as_millis()).unwrap_or(u64::MAX);
+            pipeline
+                .cmd("WAIT")
+                .arg(self.shared.wait_replicas)
+                .arg(millis.max(1));
+        }
+    }
+
+    /// Checks the reply of a pipeline made with [`RedisClient::wait_for_replicas`]: returns
+    /// the replies before `WAIT`'s, or [`Error::NotReplicated`].
+    pub(crate) fn replicated(
+        &self,
+        mut replies: Vec<::redis::Value>,
+    ) -> Result<Vec<::redis::Value>, Error> {
+        let wanted = self.shared.wait_replicas;
+        if wanted == 0 {
+            return Ok(replies);
+        }
+        let acked = match replies.pop() {
+            Some(::redis::Value::Int(n)) => u32::try_from(n).unwrap_or(0),
+            _ => 0,
+        };
+        if acked < wanted {
+            return Err(Error::NotReplicated { acked, wanted });
+        }
+        Ok(replies)
+    }
+}
+
+/// Errors that say Redis cannot serve now, as opposed to a bad command or reply. On a
+/// cluster these include a cluster that is down or reconfiguring (`CLUSTERDOWN`, `TRYAGAIN`,
+/// `MASTERDOWN`) and a node still loading its data: one master that cannot serve makes the
+/// whole cache degrade, as one dead server would.
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 fn is_connectivity(e: &RedisError) -> bool {
-    e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_unrecoverable_error()
+    use ::redis::{ErrorKind, ServerErrorKind};
+    e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_unrecoverable_error()
+        || matches!(
+            e.kind(),
+            ErrorKind::Server(
+                ServerErrorKind::ClusterDown
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::BusyLoading
+            )
+        )
 }

@@ -9,25 +9,34 @@
 //!   so a generation never repeats even when a marker was lost and is created again; the exact
 //!   keys are deleted in the same script. A marker holding anything but an integer (written by
 //!   someone else, or of another type) is replaced, never fatal (R21).
+//! * On a Redis Cluster an entry and its markers live in different slots. The MGET is split by
+//!   redis-rs per slot and sent in parallel (not atomic, and it need not be: see
+//!   ARCHITECTURE.md); every write is per slot: one script call per marker, the deletes as one
+//!   `DEL` that redis-rs splits, one `SET` per entry, all sent concurrently.
+//! * With `REDIS_WAIT_REPLICAS`, every marker bump is followed by `WAIT` in the same pipeline
+//!   (same slot, same connection), and an unacknowledged bump counts as failed.
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use ::redis::{RedisWrite, Script, ToRedisArgs, Value};
+use ::redis::{
+    ErrorKind, FromRedisValue, Pipeline, RedisResult, RedisWrite, Script, ServerErrorKind,
+    ToRedisArgs, Value,
+};
+use futures_util::future::try_join_all;
 
 use super::{Budget, CacheStore, Fetched, Fill, Origin, Raw, StoreError};
 use crate::cache::codec::ENTRY_MAGIC;
 use crate::cache::key::{MARKER_NS, Pattern};
 use crate::cache::markers::{self, Marker};
-use crate::redis::RedisClient;
+use crate::redis::{Connection, Node, RedisClient};
 
 /// Gives markers new generations and deletes entries. `KEYS`: the markers, then the entries;
 /// `ARGV[1]`: the number of markers, `ARGV[1 + i]`: marker i's TTL in ms (0: none). Returns the
 /// new generations.
-static BUMP: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
+static BUMP: Lua = Lua::new(
+    r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local n = tonumber(ARGV[1])
@@ -47,14 +56,12 @@ for i = 1, n do
 end
 for i = n + 1, #KEYS do redis.call('DEL', KEYS[i]) end
 return gens",
-    )
-});
+);
 
 /// Creates the markers that do not exist (or hold no integer) with a fresh generation and
 /// returns every marker's generation. `KEYS`: markers; `ARGV[i]`: marker i's TTL in ms (0: none).
-static PREPARE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
+static PREPARE: Lua = Lua::new(
+    r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local gens = {}
@@ -73,15 +80,14 @@ for i, key in ipairs(KEYS) do
   gens[i] = g
 end
 return gens",
-    )
-});
+);
 
 /// Deletes the keys whose values are our envelopes: strings that start with `ARGV[1]`, read
 /// with GETRANGE (a whole value would be copied into Lua for 7 bytes), skipping other types
 /// (a hash under the prefix used to abort the whole script: REVIEW R14).
-static SWEEP: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
+/// Sent as `EVAL`, with its text: a sweep is rare, and a node that lost its script cache
+/// (a restart, a failover) then needs no `SCRIPT LOAD`.
+const SWEEP: &str = r"
 local n = 0
 for _, k in ipairs(KEYS) do
   if redis.call('TYPE', k).ok == 'string'
@@ -90,9 +96,30 @@ for _, k in ipairs(KEYS) do
     n = n + 1
   end
 end
-return n",
-    )
-});
+return n";
+
+/// A Lua script, called by its SHA1 (`EVALSHA`) and loaded where it is missing.
+struct Lua {
+    code: &'static str,
+    sha: OnceLock<String>,
+}
+
+impl Lua {
+    const fn new(code: &'static str) -> Self {
+        Self {
+            code,
+            sha: OnceLock::new(),
+        }
+    }
+
+    /// Appends `EVALSHA <sha>` to `pipeline`; the key count, keys and arguments follow.
+    fn call<'p>(&self, pipeline: &'p mut Pipeline) -> &'p mut Pipeline {
+        let sha = self
+            .sha
+            .get_or_init(|| Script::new(self.code).get_hash().to_owned());
+        pipeline.cmd("EVALSHA").arg(sha)
+    }
+}
 
 /// Keys per SCAN page and per sweep script call: small enough that one call never blocks
 /// Redis noticeably for other clients.
@@ -174,29 +201,96 @@ impl RedisCacheStore {
         }
     }
 
-    /// Bumps the markers of `patterns` and deletes their exact keys, in one script call.
+    /// Bumps the markers of `patterns` and deletes their exact keys: one script call on one
+    /// Redis; on a cluster one per marker and a `DEL`, concurrently. With `REDIS_WAIT_REPLICAS`,
+    /// each script call is followed by `WAIT` and must be acknowledged.
     pub(crate) async fn bump_in(&self, patterns: &[Pattern], mode: Mode) -> Result<(), StoreError> {
-        let mut invocation = BUMP.prepare_invoke();
-        for pattern in patterns {
-            invocation.key(pattern.marker().name(&self.prefix));
-        }
-        for pattern in patterns {
-            if let Pattern::Exact(key) = pattern {
-                invocation.key(format!("{}{key}", self.prefix));
+        let markers: Vec<(String, u64)> = patterns
+            .iter()
+            .map(|p| {
+                (
+                    p.marker().name(&self.prefix),
+                    self.marker_ttl_ms(p.marker()),
+                )
+            })
+            .collect();
+        let exact: Vec<String> = patterns
+            .iter()
+            .filter_map(|p| match p {
+                Pattern::Exact(key) => Some(format!("{}{key}", self.prefix)),
+                _ => None,
+            })
+            .collect();
+        let client = &self.client;
+        let (markers, exact) = (&markers, &exact);
+        let run = |conn: Connection| async move {
+            if !conn.is_cluster() {
+                return Ok(vec![bump_on(conn, client, markers, exact).await?]);
             }
-        }
-        invocation.arg(patterns.len());
-        for pattern in patterns {
-            invocation.arg(self.marker_ttl_ms(pattern.marker()));
-        }
-        let run = |mut c: crate::redis::Connection| async move {
-            invocation.invoke_async::<Vec<u64>>(&mut c).await
+            let bumps = markers
+                .chunks(1)
+                .map(|marker| bump_on(conn.clone(), client, marker, &[]));
+            let delete = async {
+                if !exact.is_empty() {
+                    ::redis::cmd("DEL")
+                        .arg(exact)
+                        .exec_async(&mut conn.clone())
+                        .await?;
+                }
+                Ok(())
+            };
+            let (replies, ()) = tokio::try_join!(try_join_all(bumps), delete)?;
+            Ok(replies)
         };
-        match mode {
-            Mode::Guarded => self.client.run(run).await,
-            Mode::Unguarded(timeout) => self.client.run_unguarded(timeout, run).await,
+        let replies = match mode {
+            Mode::Guarded => client.run(run).await,
+            Mode::Unguarded(timeout) => client.run_unguarded(timeout, run).await,
+        }?;
+        for reply in replies {
+            client.replicated(reply)?;
         }
-        .map(drop)
+        Ok(())
+    }
+}
+
+/// One BUMP script call for `markers` (name, TTL in ms), deleting the `exact` keys, then
+/// `WAIT` if configured; the replies.
+async fn bump_on(
+    conn: Connection,
+    client: &RedisClient,
+    markers: &[(String, u64)],
+    exact: &[String],
+) -> RedisResult<Vec<Value>> {
+    let mut pipeline = ::redis::pipe();
+    let cmd = BUMP.call(&mut pipeline).arg(markers.len() + exact.len());
+    for (name, _) in markers {
+        cmd.arg(name);
+    }
+    cmd.arg(exact).arg(markers.len());
+    for (_, ttl) in markers {
+        cmd.arg(ttl);
+    }
+    client.wait_for_replicas(&mut pipeline);
+    with_script(conn, &BUMP, &markers[0].0, &pipeline).await
+}
+
+/// Runs `pipeline`, whose scripts are `EVALSHA`s of `lua` on the slot of `key`. A node without
+/// the script (restarted, or a replica just promoted: script caches are not replicated) gets
+/// it loaded, and the pipeline runs again.
+async fn with_script(
+    mut conn: Connection,
+    lua: &Lua,
+    key: &str,
+    pipeline: &Pipeline,
+) -> RedisResult<Vec<Value>> {
+    match pipeline.query_async(&mut conn).await {
+        Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+            let mut load = ::redis::cmd("SCRIPT");
+            load.arg("LOAD").arg(lua.code);
+            conn.command_at_key(key, load).await?;
+            pipeline.query_async(&mut conn).await
+        }
+        other => other,
     }
 }
 
@@ -243,14 +337,36 @@ impl CacheStore for RedisCacheStore {
         if absent.is_empty() {
             return Ok(());
         }
-        let mut invocation = PREPARE.prepare_invoke();
-        for marker in &absent {
-            invocation.key(&marker.name).arg(marker.ttl_ms);
-        }
+        let absent_ref = &absent;
         let gens: Vec<u64> = self
             .client
-            .run_within(budget, |mut c| async move {
-                invocation.invoke_async(&mut c).await
+            .run_within(budget, |conn| async move {
+                // One call for all on one Redis; on a cluster one per marker (one slot each).
+                let group = if conn.is_cluster() {
+                    1
+                } else {
+                    absent_ref.len()
+                };
+                let calls = absent_ref.chunks(group).map(|markers| {
+                    let mut pipeline = ::redis::pipe();
+                    let cmd = PREPARE.call(&mut pipeline).arg(markers.len());
+                    for marker in markers {
+                        cmd.arg(&marker.name);
+                    }
+                    for marker in markers {
+                        cmd.arg(marker.ttl_ms);
+                    }
+                    let conn = conn.clone();
+                    async move {
+                        let replies =
+                            with_script(conn, &PREPARE, &markers[0].name, &pipeline).await?;
+                        Vec::<u64>::from_redis_value(
+                            replies.into_iter().next().unwrap_or(Value::Nil),
+                        )
+                        .map_err(::redis::RedisError::from)
+                    }
+                });
+                Ok(try_join_all(calls).await?.concat())
             })
             .await?;
         for (marker, generation) in absent.into_iter().zip(gens) {
@@ -269,8 +385,7 @@ impl CacheStore for RedisCacheStore {
         ttl: Duration,
         budget: &mut Budget,
     ) -> Result<(), StoreError> {
-        let mut pipe = ::redis::pipe();
-        for fill in entries {
+        let set = |pipe: &mut Pipeline, fill: &Fill<'_>| {
             pipe.cmd("SET")
                 .arg(KeyArg {
                     prefix: &self.prefix,
@@ -280,10 +395,24 @@ impl CacheStore for RedisCacheStore {
                 .arg("PX")
                 .arg(millis(ttl))
                 .ignore();
-        }
+        };
         self.client
-            .run_within(budget, |mut c| async move {
-                pipe.query_async::<()>(&mut c).await
+            .run_within(budget, |mut conn| async move {
+                if !conn.is_cluster() || entries.len() == 1 {
+                    let mut pipe = ::redis::pipe();
+                    for fill in entries {
+                        set(&mut pipe, fill);
+                    }
+                    return pipe.exec_async(&mut conn).await;
+                }
+                // One slot per entry: one pipeline each, sent concurrently.
+                let sets = entries.iter().map(|fill| {
+                    let mut pipe = ::redis::pipe();
+                    set(&mut pipe, fill);
+                    let mut conn = conn.clone();
+                    async move { pipe.exec_async(&mut conn).await }
+                });
+                try_join_all(sets).await.map(drop)
             })
             .await
     }
@@ -292,6 +421,8 @@ impl CacheStore for RedisCacheStore {
         self.bump_in(patterns, Mode::Guarded).await
     }
 
+    /// SCAN on every master (on one Redis, the server), and one sweep script call per page
+    /// (on a cluster one per key, in one pipeline: a page holds keys of many slots).
     async fn sweep(&self, under: &str) -> Result<u64, StoreError> {
         if under.is_empty() && self.prefix.is_empty() {
             // Every envelope in the database, other applications' included (REVIEW R14).
@@ -305,42 +436,69 @@ impl CacheStore for RedisCacheStore {
         // Administration: its own, longer timeout, and no say in the breaker (a big keyspace
         // must not make this instance, or any other, stop using Redis).
         let timeout = self.client.op_timeout().max(Duration::from_secs(1));
-        let mut cursor: u64 = 0;
-        let mut deleted = 0;
-        loop {
-            let mut scan = ::redis::cmd("SCAN");
-            scan.arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(SWEEP_BATCH);
-            let (next, keys): (u64, Vec<String>) = self
-                .client
-                .run_unguarded(
-                    timeout,
-                    |mut c| async move { scan.query_async(&mut c).await },
-                )
-                .await?;
-            let keys: Vec<String> = keys
+        let nodes = self
+            .client
+            .run_unguarded(timeout, |mut c| async move { c.nodes().await })
+            .await?;
+        let masters: Vec<Option<Node>> = if nodes.is_empty() {
+            vec![None]
+        } else {
+            nodes
                 .into_iter()
-                .filter(|k| !k.starts_with(&marker_ns))
-                .collect();
-            if !keys.is_empty() {
-                let mut invocation = SWEEP.prepare_invoke();
-                invocation.key(keys).arg(ENTRY_MAGIC);
-                let n: u64 = self
+                .filter(|n| n.serving_master)
+                .map(Some)
+                .collect()
+        };
+        let mut deleted = 0;
+        for node in &masters {
+            let node = node.as_ref();
+            let mut cursor: u64 = 0;
+            loop {
+                let mut scan = ::redis::cmd("SCAN");
+                scan.arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(SWEEP_BATCH);
+                let (next, keys): (u64, Vec<String>) = self
                     .client
                     .run_unguarded(timeout, |mut c| async move {
-                        invocation.invoke_async(&mut c).await
+                        ::redis::from_redis_value(c.command_on(node, scan).await?)
+                            .map_err(::redis::RedisError::from)
                     })
                     .await?;
-                deleted += n;
+                let keys: Vec<String> = keys
+                    .into_iter()
+                    .filter(|k| !k.starts_with(&marker_ns))
+                    .collect();
+                if !keys.is_empty() {
+                    let mut pipe = ::redis::pipe();
+                    let group = if node.is_some() { 1 } else { keys.len() };
+                    for keys in keys.chunks(group) {
+                        pipe.cmd("EVAL")
+                            .arg(SWEEP)
+                            .arg(keys.len())
+                            .arg(keys)
+                            .arg(ENTRY_MAGIC);
+                    }
+                    let counts: Vec<u64> = self
+                        .client
+                        .run_unguarded(timeout, |mut c| async move {
+                            ::redis::from_redis_value(Value::Array(
+                                c.pipeline_on(node, pipe).await?,
+                            ))
+                            .map_err(::redis::RedisError::from)
+                        })
+                        .await?;
+                    deleted += counts.iter().sum::<u64>();
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            if next == 0 {
-                return Ok(deleted);
-            }
-            cursor = next;
         }
+        Ok(deleted)
     }
 }
 
