@@ -17,17 +17,23 @@
 //! password, ACL users, a memory limit with an eviction policy, persistence
 //! and any other directive, all kept across restarts.
 //!
+//! [`RedisCluster`] is a real local Redis Cluster of such servers (3 masters, optionally with
+//! a replica each, TLS, a password), created with `redis-cli --cluster create`: nodes can be
+//! killed, paused and restarted one by one or all together.
+//!
 //! [`Proxy`] sits between a client and a server to delay every request or cut
 //! the link while the server stays up.
 //!
 //! [`wait_until`] and [`wait_until_blocking`] poll a condition until it holds
 //! or a timeout expires.
 
+mod cluster;
 mod proxy;
 mod redis_server;
 mod tls;
 mod wait;
 
+pub use cluster::{RedisCluster, RedisClusterBuilder};
 pub use proxy::Proxy;
 pub use redis_server::{RedisServer, RedisServerBuilder};
 pub use wait::{wait_until, wait_until_blocking};

@@ -85,9 +85,35 @@ pub struct RedisServerBuilder {
     acl_users: Vec<AclUser>,
     maxmemory: Option<(u64, String)>,
     args: Vec<(String, String)>,
+    cluster: Option<ClusterNode>,
+    shared_tls: Option<TlsFiles>,
+}
+
+/// How a server takes part in a Redis Cluster (see [`crate::RedisCluster`]).
+#[derive(Debug, Clone)]
+pub(crate) struct ClusterNode {
+    /// `cluster-node-timeout`, in milliseconds.
+    pub(crate) node_timeout_ms: u64,
 }
 
 impl RedisServerBuilder {
+    /// Starts the server as a Redis Cluster node (`--cluster-enabled yes`, its `nodes.conf` in
+    /// its directory, so that a restart rejoins the cluster) on a port the cluster bus can use
+    /// (at most 55535: the bus listens on port + 10000). A password also becomes `masterauth`,
+    /// TLS also covers the bus and replication.
+    pub(crate) fn cluster_node(mut self, node: ClusterNode) -> Self {
+        self.cluster = Some(node);
+        self
+    }
+
+    /// Uses these certificates instead of generating new ones: the nodes of a cluster share
+    /// one CA.
+    pub(crate) fn shared_tls(mut self, files: TlsFiles) -> Self {
+        self.tls = true;
+        self.shared_tls = Some(files);
+        self
+    }
+
     /// Persists every write like [`RedisServer::start_persistent`]
     /// (`--appendonly yes --appendfsync always`), so acknowledged writes
     /// survive [`kill`](RedisServer::kill) followed by
@@ -194,6 +220,7 @@ struct ServerConfig {
     acl_users: Vec<AclUser>,
     maxmemory: Option<(u64, String)>,
     args: Vec<(String, String)>,
+    cluster: Option<ClusterNode>,
 }
 
 impl ServerConfig {
@@ -207,14 +234,16 @@ impl ServerConfig {
             acl_users,
             maxmemory,
             args,
+            cluster,
+            shared_tls,
         } = builder;
-        let tls = if tls {
-            Some(
+        let tls = match (tls, shared_tls) {
+            (_, Some(files)) => Some(files),
+            (true, None) => Some(
                 tls::generate(dir)
                     .map_err(|err| format!("cannot create TLS certificates: {err}"))?,
-            )
-        } else {
-            None
+            ),
+            (false, None) => None,
         };
         Ok(Self {
             persistent,
@@ -223,6 +252,7 @@ impl ServerConfig {
             acl_users,
             maxmemory,
             args,
+            cluster,
         })
     }
 
@@ -314,7 +344,11 @@ impl RedisServer {
         });
         let mut errors = Vec::new();
         for _ in 0..START_ATTEMPTS {
-            let port = free_port();
+            let port = if config.cluster.is_some() {
+                free_cluster_port()
+            } else {
+                free_port()
+            };
             match spawn_ready(port, &dir, &config) {
                 Ok(child) => {
                     let server = Self {
@@ -380,6 +414,10 @@ impl RedisServer {
             .tls
             .as_ref()
             .map(|files| files.ca_cert.as_path())
+    }
+
+    pub(crate) fn tls_files(&self) -> Option<&TlsFiles> {
+        self.config.tls.as_ref()
     }
 
     /// The server's private temporary directory (working dir, logs, AOF,
@@ -656,6 +694,22 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A free loopback port at most 55535 whose cluster bus port (+10000) is free too.
+fn free_cluster_port() -> u16 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    // Start somewhere different in each process, then walk: concurrent test binaries rarely
+    // collide, and a collision only costs a retry.
+    let seed = u64::from(std::process::id()).wrapping_mul(7919) % 20_000;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 30_000 + u16::try_from((seed + n * 7) % 25_000).unwrap_or(0);
+        let free = |p: u16| TcpListener::bind((Ipv4Addr::LOCALHOST, p)).is_ok();
+        if free(port) && free(port + 10_000) {
+            return port;
+        }
+    }
+}
+
 /// Creates a fresh, empty directory under the system temp dir.
 fn make_temp_dir() -> PathBuf {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -764,6 +818,18 @@ fn server_command(port: u16, dir: &Path, config: &ServerConfig) -> io::Result<Co
     }
     if let Some(password) = &config.requirepass {
         cmd.arg("--requirepass").arg(password);
+    }
+    if let Some(node) = &config.cluster {
+        cmd.args(["--cluster-enabled", "yes"])
+            .args(["--cluster-config-file", "nodes.conf"])
+            .arg("--cluster-node-timeout")
+            .arg(node.node_timeout_ms.to_string());
+        if let Some(password) = &config.requirepass {
+            cmd.arg("--masterauth").arg(password);
+        }
+        if config.tls.is_some() {
+            cmd.args(["--tls-cluster", "yes", "--tls-replication", "yes"]);
+        }
     }
     for user in &config.acl_users {
         // One argument per token: redis-server quotes each argument, so a password with spaces

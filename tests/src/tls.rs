@@ -59,7 +59,11 @@ pub(crate) fn generate(dir: &Path) -> Result<TlsFiles, String> {
         .push(DnType::CommonName, "localhost");
     server_params.use_authority_key_identifier_extension = true;
     server_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    // Cluster nodes present the same certificate as clients of each other's bus.
+    server_params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
     let server_cert = server_params
         .signed_by(&server_key, &issuer)
         .map_err(|err| format!("server certificate: {err}"))?;

@@ -164,6 +164,8 @@ fn parse_nodes(text: &str) -> Vec<Node> {
 }
 
 /// Where to connect, checked once at start-up.
+// One per client, made once: the size of its variants does not matter.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Target {
     Single(::redis::Client),
     Cluster(ClusterClient),
