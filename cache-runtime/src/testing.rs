@@ -32,26 +32,27 @@ impl Store {
         Self(Kind::Memory(MemoryStore::new(1 << 24, MAX_TTL)))
     }
 
-    /// The Redis store at `url`, with `prefix` (empty or ending in `:`), on its own client.
+    /// The Redis store that `config` reaches (one server or a cluster), with `prefix` (empty
+    /// or ending in `:`), on its own client.
     ///
     /// # Panics
-    /// On a malformed URL.
+    /// On a malformed configuration.
     #[cfg(feature = "redis")]
-    pub async fn redis(url: &str, prefix: &str) -> Self {
-        let client = Self::client(url).await;
+    pub async fn redis(config: &crate::Config, prefix: &str) -> Self {
+        let client = Self::client(config).await;
         Self(Kind::Redis(
             crate::cache::store::redis::RedisCacheStore::new(client, prefix.to_owned(), MAX_TTL),
         ))
     }
 
-    /// Redis at `url` with the in-process fallback: what a cache runs on. Point it at a server
-    /// that is down to test the fallback as it serves.
+    /// Redis as `config` says, with the in-process fallback: what a cache runs on. Point it at
+    /// a server that is down to test the fallback as it serves.
     ///
     /// # Panics
-    /// On a malformed URL.
+    /// On a malformed configuration.
     #[cfg(feature = "redis")]
-    pub async fn degrading(url: &str, prefix: &str) -> Self {
-        let client = Self::client(url).await;
+    pub async fn degrading(config: &crate::Config, prefix: &str) -> Self {
+        let client = Self::client(config).await;
         let redis =
             crate::cache::store::redis::RedisCacheStore::new(client, prefix.to_owned(), MAX_TTL);
         Self(Kind::Degrading(
@@ -65,13 +66,12 @@ impl Store {
     }
 
     #[cfg(feature = "redis")]
-    async fn client(url: &str) -> crate::RedisClient {
+    async fn client(config: &crate::Config) -> crate::RedisClient {
         let config = crate::Config {
-            redis_url: url.to_owned(),
             redis_enabled: true,
             op_timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_millis(500),
-            ..crate::Config::default()
+            ..config.clone()
         };
         #[allow(
             clippy::expect_used,
@@ -79,7 +79,7 @@ impl Store {
         )]
         crate::RedisClient::connect(&config)
             .await
-            .expect("a valid Redis URL")
+            .expect("a valid Redis configuration")
     }
 
     async fn fetch(&self, keys: &[&str]) -> Vec<Fetched> {

@@ -21,6 +21,9 @@
 //! a replica each, TLS, a password), created with `redis-cli --cluster create`: nodes can be
 //! killed, paused and restarted one by one or all together.
 //!
+//! [`Topology`] is either of the two behind one interface, and [`on_every_topology!`] runs a
+//! test case written once on both.
+//!
 //! [`Proxy`] sits between a client and a server to delay every request or cut
 //! the link while the server stays up.
 //!
@@ -31,9 +34,11 @@ mod cluster;
 mod proxy;
 mod redis_server;
 mod tls;
+mod topology;
 mod wait;
 
 pub use cluster::{RedisCluster, RedisClusterBuilder};
 pub use proxy::Proxy;
 pub use redis_server::{RedisServer, RedisServerBuilder};
+pub use topology::{Kind, Topology};
 pub use wait::{wait_until, wait_until_blocking};

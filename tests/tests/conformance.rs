@@ -1,68 +1,56 @@
 //! One conformance suite for every store the cache runs on: each case (named after the
 //! behaviour) runs against the in-process store, the Redis store, and the degrading store with
-//! Redis up and with Redis down (then its in-process fallback serves).
+//! Redis up and with Redis down (then its in-process fallback serves), on one Redis and on a
+//! Redis Cluster.
 
 use cache_runtime::testing::{Store, conformance};
-use integration_tests::RedisServer;
+use integration_tests::{Kind, Topology};
 
-/// A store of each kind, and what keeps it alive (its server).
+/// A store of each kind, and what keeps it alive (its servers).
+#[derive(Clone, Copy)]
 enum Backend {
     Memory,
-    Redis,
-    Degrading,
-    DegradingDown,
+    Redis(Kind),
+    Degrading(Kind),
+    DegradingDown(Kind),
 }
 
-async fn store(backend: Backend) -> (Store, Option<RedisServer>) {
+async fn store(backend: Backend) -> (Store, Option<Topology>) {
     match backend {
         Backend::Memory => (Store::memory(), None),
-        Backend::Redis => {
-            let server = RedisServer::start();
-            (Store::redis(&server.url(), "app:").await, Some(server))
+        Backend::Redis(kind) => {
+            let redis = Topology::start(kind);
+            (Store::redis(&redis.config(), "app:").await, Some(redis))
         }
-        Backend::Degrading => {
-            let server = RedisServer::start();
-            (Store::degrading(&server.url(), "").await, Some(server))
+        Backend::Degrading(kind) => {
+            let redis = Topology::start(kind);
+            (Store::degrading(&redis.config(), "").await, Some(redis))
         }
-        Backend::DegradingDown => {
-            let mut server = RedisServer::start();
-            server.kill();
-            (Store::degrading(&server.url(), "").await, None)
+        Backend::DegradingDown(kind) => {
+            let mut redis = Topology::start(kind);
+            redis.kill();
+            (Store::degrading(&redis.config(), "").await, None)
         }
     }
 }
 
+/// One module per backend, one test per case in each.
 macro_rules! suite {
     ($($case:ident),* $(,)?) => {
-        mod memory {
+        suite!(@backend memory, Backend::Memory; $($case),*);
+        suite!(@backend redis, Backend::Redis(Kind::Single); $($case),*);
+        suite!(@backend cluster, Backend::Redis(Kind::Cluster); $($case),*);
+        suite!(@backend degrading, Backend::Degrading(Kind::Single); $($case),*);
+        suite!(@backend degrading_on_cluster, Backend::Degrading(Kind::Cluster); $($case),*);
+        suite!(@backend degrading_with_redis_down, Backend::DegradingDown(Kind::Single); $($case),*);
+        suite!(@backend degrading_with_cluster_down, Backend::DegradingDown(Kind::Cluster); $($case),*);
+    };
+    (@backend $module:ident, $backend:expr; $($case:ident),*) => {
+        mod $module {
             use super::*;
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
-                let (store, _server) = store(Backend::Memory).await;
-                conformance::$case(&store).await;
-            })*
-        }
-        mod redis {
-            use super::*;
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let (store, _server) = store(Backend::Redis).await;
-                conformance::$case(&store).await;
-            })*
-        }
-        mod degrading {
-            use super::*;
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let (store, _server) = store(Backend::Degrading).await;
-                conformance::$case(&store).await;
-            })*
-        }
-        mod degrading_with_redis_down {
-            use super::*;
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let (store, _server) = store(Backend::DegradingDown).await;
+                let (store, _redis) = store($backend).await;
                 conformance::$case(&store).await;
             })*
         }

@@ -7,7 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use cache_runtime::{Cache, Mode};
-use integration_tests::{RedisServer, wait_until};
+use integration_tests::{Kind, Topology, wait_until};
 use support::{Loader, OP_TIMEOUT};
 
 /// Scheduling slack on a loaded 2-core machine; far below a reconnect or a default response timeout.
@@ -21,12 +21,11 @@ async fn wait_for_redis(cache: &Cache) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn disabled_mode_opens_no_connection() {
-    let server = RedisServer::start();
-    let before = server.info_stat("total_connections_received");
-    let cache = Cache::builder()
-        .redis_url(server.url())
+async fn disabled_mode_opens_no_connection(kind: Kind) {
+    let redis = Topology::start(kind);
+    let before = redis.info_stat("total_connections_received");
+    let cache = redis
+        .cache_builder()
         .redis_enabled(false)
         .build()
         .await
@@ -43,21 +42,23 @@ async fn disabled_mode_opens_no_connection() {
     let _ = cache.health().await;
     assert_eq!(cache.mode(), Mode::Memory);
     assert_eq!(loader.runs(), 1, "the in-process fallback still caches");
-    // +1: the connection this very INFO query opens.
-    assert_eq!(server.info_stat("total_connections_received"), before + 1);
+    // The connections this very INFO query opens, one per node.
+    assert_eq!(
+        redis.info_stat("total_connections_received"),
+        before + redis.node_count()
+    );
 
-    // Control: an enabled cache on the same server does connect, so the check above can fail.
-    let enabled = support::redis_only(&server).await;
+    // Control: an enabled cache on the same redis does connect, so the check above can fail.
+    let enabled = support::redis_only(&redis).await;
     enabled.get::<i32>("users:1").await;
-    assert!(server.info_stat("total_connections_received") >= before + 3);
+    assert!(redis.info_stat("total_connections_received") >= before + 3);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_absent_at_start_up() {
-    let mut server = RedisServer::start();
-    server.kill();
+async fn redis_absent_at_start_up(kind: Kind) {
+    let mut redis = Topology::start(kind);
+    redis.kill();
     let started = Instant::now();
-    let cache = support::redis_with_fallback(&server).await;
+    let cache = support::redis_with_fallback(&redis).await;
     assert!(
         started.elapsed() < Duration::from_secs(1),
         "start-up blocked {:?}",
@@ -74,21 +75,20 @@ async fn redis_absent_at_start_up() {
             Ok(i)
         );
     }
-    server.restart();
+    redis.restart();
     wait_for_redis(&cache).await;
     assert_eq!(
         cache.get_or_load("users:100", None, loader.load(100)).await,
         Ok(100)
     );
-    let stored: bool = server.query(&["EXISTS", "users:100"]);
-    assert!(stored, "caching resumed in redis");
+    let stored: bool = redis.query(&["EXISTS", "users:100"]);
+    assert!(stored, "caching resumed in redis: {:?}", cache.stats());
     assert!(!cache.stats().degraded);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_killed_mid_run() {
-    let mut server = RedisServer::start();
-    let cache = support::redis_with_fallback(&server).await;
+async fn redis_killed_mid_run(kind: Kind) {
+    let mut redis = Topology::start(kind);
+    let cache = support::redis_with_fallback(&redis).await;
     let loader = Loader::default();
     assert_eq!(
         cache.get_or_load("users:1", None, loader.load(1)).await,
@@ -100,7 +100,7 @@ async fn redis_killed_mid_run() {
     );
     assert_eq!(loader.runs(), 1);
 
-    server.kill();
+    redis.kill();
     for round in 0..20 {
         let started = Instant::now();
         assert_eq!(
@@ -115,7 +115,7 @@ async fn redis_killed_mid_run() {
     }
     assert_eq!(cache.mode(), Mode::Memory);
 
-    server.restart();
+    redis.restart();
     wait_for_redis(&cache).await;
     let hits = cache.stats().totals.hits;
     assert_eq!(
@@ -127,21 +127,20 @@ async fn redis_killed_mid_run() {
         Ok(2)
     );
     assert_eq!(cache.stats().totals.hits, hits + 1, "hits resume");
-    let stored: bool = server.query(&["EXISTS", "users:2"]);
+    let stored: bool = redis.query(&["EXISTS", "users:2"]);
     assert!(stored);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_paused_costs_one_timeout_then_nothing() {
-    let server = RedisServer::start();
-    let cache = support::redis_with_fallback(&server).await;
+async fn redis_paused_costs_one_timeout_then_nothing(kind: Kind) {
+    let redis = Topology::start(kind);
+    let cache = support::redis_with_fallback(&redis).await;
     let loader = Loader::default();
     assert_eq!(
         cache.get_or_load("users:0", None, loader.load(0)).await,
         Ok(0)
     );
 
-    server.pause();
+    redis.pause();
     let mut slowest = Duration::ZERO;
     let mut open_costs = Vec::new();
     for i in 1..=200 {
@@ -158,7 +157,7 @@ async fn redis_paused_costs_one_timeout_then_nothing() {
             open_costs.push(took);
         }
     }
-    server.resume();
+    redis.resume();
     assert!(slowest < OP_TIMEOUT + MARGIN, "a call waited {slowest:?}");
     assert!(
         open_costs.len() > 150,
@@ -178,15 +177,14 @@ async fn redis_paused_costs_one_timeout_then_nothing() {
         cache.get_or_load("users:500", None, loader.load(500)).await,
         Ok(500)
     );
-    let stored: bool = server.query(&["EXISTS", "users:500"]);
+    let stored: bool = redis.query(&["EXISTS", "users:500"]);
     assert!(stored, "caching resumed");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn paused_redis_under_concurrency_never_blocks_past_the_timeout() {
-    let server = RedisServer::start();
-    let cache = support::redis_with_fallback(&server).await;
-    server.pause();
+async fn paused_redis_under_concurrency_never_blocks_past_the_timeout(kind: Kind) {
+    let redis = Topology::start(kind);
+    let cache = support::redis_with_fallback(&redis).await;
+    redis.pause();
     let tasks: Vec<_> = (0..64)
         .map(|i| {
             let cache = cache.clone();
@@ -205,6 +203,14 @@ async fn paused_redis_under_concurrency_never_blocks_past_the_timeout() {
         assert_eq!(v, Ok(i));
         slowest = slowest.max(took);
     }
-    server.resume();
+    redis.resume();
     assert!(slowest < OP_TIMEOUT + MARGIN, "a call waited {slowest:?}");
 }
+
+integration_tests::on_every_topology!(
+    disabled_mode_opens_no_connection,
+    redis_absent_at_start_up,
+    redis_killed_mid_run,
+    redis_paused_costs_one_timeout_then_nothing,
+    paused_redis_under_concurrency_never_blocks_past_the_timeout,
+);

@@ -56,7 +56,8 @@ impl ConnectionLike for Connection {
 pub(crate) struct Node {
     pub(crate) host: String,
     pub(crate) port: u16,
-    /// A master serving slots (not a replica, not failed).
+    /// A master with slots, even one marked failing: sweeps and probes must reach every slot,
+    /// so they try it (and fail) rather than skip its slots.
     pub(crate) serving_master: bool,
     pub(crate) role: &'static str,
 }
@@ -84,6 +85,32 @@ impl Connection {
                 .await?,
         )?;
         Ok(parse_nodes(&text))
+    }
+
+    /// A PING of every master with slots, each on its own connection (`PING` routed to all
+    /// masters silently skips a node the client has no connection to); on one Redis, a PING.
+    pub(crate) async fn ping_every_master(&mut self) -> RedisResult<()> {
+        if !self.is_cluster() {
+            return ::redis::cmd("PING").exec_async(self).await;
+        }
+        let masters: Vec<Node> = self
+            .nodes()
+            .await?
+            .into_iter()
+            .filter(|n| n.serving_master)
+            .collect();
+        if masters.is_empty() {
+            return Err((::redis::ErrorKind::ClusterConnectionNotFound, "no master").into());
+        }
+        let pings = masters.iter().map(|node| {
+            let mut conn = self.clone();
+            async move {
+                conn.command_on(Some(node), ::redis::cmd("PING"))
+                    .await
+                    .map(drop)
+            }
+        });
+        futures_util::future::try_join_all(pings).await.map(drop)
     }
 
     /// Runs `pipeline` on one node: the node's own connection on a cluster, this connection on
@@ -151,12 +178,11 @@ fn parse_nodes(text: &str) -> Vec<Node> {
             if flags.iter().any(|f| matches!(*f, "noaddr" | "handshake")) || host.is_empty() {
                 return None;
             }
-            let failed = flags.iter().any(|f| matches!(*f, "fail" | "fail?"));
             let master = flags.contains(&"master");
             Some(Node {
                 host: host.to_owned(),
                 port,
-                serving_master: master && !failed && fields.len() > 8,
+                serving_master: master && fields.len() > 8,
                 role: if master { "master" } else { "replica" },
             })
         })
@@ -331,6 +357,7 @@ mod tests {
 67ed 127.0.0.1:30002@40002,host-b master - 0 1426238316232 2 connected 5461-10922
 292f 127.0.0.1:30001@40001 myself,master - 0 0 1 connected 0-5460
 6ec2 127.0.0.1:30005@40005 master,fail 67ed 1426238316232 1426238316232 5 connected
+8a1f 127.0.0.1:30006@40006 master,fail? - 1426238316232 1426238316232 6 connected 16000
 e7d1 :0@0 master,noaddr - 1426238316232 1426238316232 3 disconnected 10923-16383
 ";
         let nodes = parse_nodes(text);
@@ -345,6 +372,7 @@ e7d1 :0@0 master,noaddr - 1426238316232 1426238316232 3 disconnected 10923-16383
                 (30002, true, "master"),
                 (30001, true, "master"),
                 (30005, false, "master"),
+                (30006, true, "master"),
             ]
         );
         assert_eq!(nodes[1].address(), "127.0.0.1:30002");

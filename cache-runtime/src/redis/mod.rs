@@ -234,7 +234,7 @@ impl RedisClient {
     pub async fn health(&self) -> RedisHealth {
         let latency = if self.available() {
             let start = Instant::now();
-            self.run(|mut c| async move { ::redis::cmd("PING").exec_async(&mut c).await })
+            self.run(|mut c| async move { c.ping_every_master().await })
                 .await
                 .ok()
                 .map(|()| start.elapsed())

@@ -67,7 +67,8 @@ pub(super) async fn recover(recovering: Recovering) {
 }
 
 impl RedisClient {
-    /// Keeps the current connection if it answers a PING; otherwise opens a new one.
+    /// Keeps the current connection if it answers a PING (on a cluster, on every master);
+    /// otherwise opens a new one.
     pub(crate) async fn reconnect_if_dead(&self) -> bool {
         if self.ping_unguarded().await {
             return true;
@@ -89,11 +90,9 @@ impl RedisClient {
 
     async fn ping_unguarded(&self) -> bool {
         let timeout = self.shared.op_timeout.max(self.shared.connect_timeout);
-        self.run_unguarded(timeout, |mut c| async move {
-            ::redis::cmd("PING").query_async::<String>(&mut c).await
-        })
-        .await
-        .is_ok()
+        self.run_unguarded(timeout, |mut c| async move { c.ping_every_master().await })
+            .await
+            .is_ok()
     }
 
     pub(crate) async fn prepare_gates(&self) -> bool {

@@ -6,15 +6,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use cache_runtime::{Cache, Fallback};
-use integration_tests::RedisServer;
+use integration_tests::Topology;
 
-/// A cache on `server` with no fallback, so a Redis failure cannot hide behind the memory store.
+/// A cache on `redis` with no fallback, so a Redis failure cannot hide behind the memory store.
 /// Its generous operation timeout keeps a loaded machine from tripping the breaker in tests that
 /// are not about timeouts.
-pub async fn redis_only(server: &RedisServer) -> Cache {
-    Cache::builder()
+pub async fn redis_only(redis: &Topology) -> Cache {
+    redis
+        .cache_builder()
         .op_timeout(Duration::from_secs(2))
-        .redis_url(server.url())
         .fallback(Fallback::None)
         .build()
         .await
@@ -25,10 +25,10 @@ pub async fn redis_only(server: &RedisServer) -> Cache {
 /// response timeout, seconds of reconnect retries), long enough for a loaded 2-core machine.
 pub const OP_TIMEOUT: Duration = Duration::from_millis(200);
 
-/// A cache on `server` that falls back to memory, with a short operation timeout.
-pub async fn redis_with_fallback(server: &RedisServer) -> Cache {
-    Cache::builder()
-        .redis_url(server.url())
+/// A cache on `redis` that falls back to memory, with a short operation timeout.
+pub async fn redis_with_fallback(redis: &Topology) -> Cache {
+    redis
+        .cache_builder()
         .op_timeout(OP_TIMEOUT)
         .connect_timeout(Duration::from_millis(200))
         .build()
