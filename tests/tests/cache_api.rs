@@ -5,13 +5,13 @@ mod support;
 use std::time::Duration;
 
 use cache_runtime::{Cache, Fallback};
-use integration_tests::RedisServer;
+use integration_tests::{Kind, Topology};
 use support::{User, user};
 
 /// A Redis cache with a key prefix.
-async fn prefixed(server: &RedisServer, prefix: &str) -> Cache {
-    Cache::builder()
-        .redis_url(server.url())
+async fn prefixed(redis: &Topology, prefix: &str) -> Cache {
+    redis
+        .cache_builder()
         .prefix(prefix)
         .op_timeout(Duration::from_secs(2))
         .fallback(Fallback::None)
@@ -22,8 +22,10 @@ async fn prefixed(server: &RedisServer, prefix: &str) -> Cache {
 
 async fn each_store(check: impl AsyncFn(&Cache)) {
     check(&support::memory().await).await;
-    let server = RedisServer::start();
-    check(&support::redis_only(&server).await).await;
+    for kind in [Kind::Single, Kind::Cluster] {
+        let redis = Topology::start(kind);
+        check(&support::redis_only(&redis).await).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,15 +116,14 @@ async fn invalidation_exact_and_prefix() {
 
 /// `clear` removes this cache's entries only: another prefix on the same Redis keeps its
 /// entries, and keys that are not envelopes survive.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn clear_is_scoped_to_its_prefix() {
-    let server = RedisServer::start();
+async fn clear_is_scoped_to_its_prefix(kind: Kind) {
+    let redis = Topology::start(kind);
     let (cache, other) = (
-        prefixed(&server, "app-a:").await,
-        prefixed(&server, "app-b:").await,
+        prefixed(&redis, "app-a:").await,
+        prefixed(&redis, "app-b:").await,
     );
-    server.cli(&["SET", "app-a:foreign", "not ours"]);
-    server.cli(&["HSET", "app-a:users:hash", "f", "v"]);
+    let () = redis.query(&["SET", "app-a:foreign", "not ours"]);
+    let () = redis.query(&["HSET", "app-a:users:hash", "f", "v"]);
     other.set("users:1", &user(1, "other"), None).await;
     cache.set("users:2", &user(2, "mine"), None).await;
     cache.set("tasks:1", &"t".to_owned(), None).await;
@@ -130,7 +131,7 @@ async fn clear_is_scoped_to_its_prefix() {
     assert_eq!(cache.get::<User>("users:2").await, None);
     assert_eq!(cache.get::<String>("tasks:1").await, None);
     assert_eq!(other.get::<User>("users:1").await, Some(user(1, "other")));
-    let mut keys: Vec<String> = server.query(&["KEYS", "app-a:*"]);
+    let mut keys: Vec<String> = redis.query(&["KEYS", "app-a:*"]);
     keys.retain(|k| !k.starts_with("app-a:__inv:"));
     keys.sort();
     assert_eq!(
@@ -144,61 +145,66 @@ async fn clear_is_scoped_to_its_prefix() {
     assert_eq!(cache.stats().totals.errors, 0, "{:?}", cache.stats());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_a_prefix_keys_read_as_templates() {
-    let server = RedisServer::start();
-    let cache = support::redis_only(&server).await;
+async fn without_a_prefix_keys_read_as_templates(kind: Kind) {
+    let redis = Topology::start(kind);
+    let cache = support::redis_only(&redis).await;
     cache
         .set("users:42", &user(42, "k"), Some(Duration::from_secs(60)))
         .await;
-    let mut keys: Vec<String> = server.query(&["KEYS", "users:*"]);
+    let mut keys: Vec<String> = redis.query(&["KEYS", "users:*"]);
     keys.sort();
     assert_eq!(keys, ["users:42"]);
-    let raw: String = server.query(&["GET", "users:42"]);
+    let raw: String = redis.query(&["GET", "users:42"]);
     assert!(
         raw.starts_with(r#"{"v":1,"#),
         "readable JSON envelope: {raw}"
     );
     assert!(raw.contains(r#""name":"k""#), "{raw}");
-    let ttl: i64 = server.query(&["PTTL", "users:42"]);
+    let ttl: i64 = redis.query(&["PTTL", "users:42"]);
     assert!(ttl > 0 && ttl <= 60_000, "TTL applied: {ttl}");
 }
 
 /// R25: prefixes `a` and `ab` cannot collide (`a` + `busers:1` against `ab` + `users:1`).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn r25_prefixes_never_collide() {
-    let server = RedisServer::start();
-    let (a, ab) = (prefixed(&server, "a").await, prefixed(&server, "ab").await);
+async fn r25_prefixes_never_collide(kind: Kind) {
+    let redis = Topology::start(kind);
+    let (a, ab) = (prefixed(&redis, "a").await, prefixed(&redis, "ab").await);
     a.set("busers:1", &"from a".to_owned(), None).await;
     assert_eq!(ab.get::<String>("users:1").await, None);
     ab.invalidate("users:*").await.unwrap();
     assert_eq!(a.get::<String>("busers:1").await.as_deref(), Some("from a"));
-    let mut keys: Vec<String> = server.query(&["KEYS", "a:*"]);
+    let mut keys: Vec<String> = redis.query(&["KEYS", "a:*"]);
     keys.retain(|k| !k.starts_with("a:__inv:"));
     assert_eq!(keys, ["a:busers:1"], "the prefix is followed by `:`");
 }
 
 /// A batch write is three round trips (markers read, absent markers created, entries stored),
-/// whatever its size, each with its own operation timeout.
+/// whatever its size, each with its own operation timeout. (On a cluster, each of them is a
+/// request per slot, sent concurrently.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_many_is_a_few_round_trips() {
-    let server = RedisServer::start();
-    let cache = support::redis_only(&server).await;
+    let redis = Topology::start(Kind::Single);
+    let cache = support::redis_only(&redis).await;
     let keys: Vec<String> = (0..5_000).map(|i| format!("users:{i}")).collect();
     let value = user(1, "bulk");
     let entries: Vec<(&str, &User)> = keys.iter().map(|k| (k.as_str(), &value)).collect();
     cache.set("warm:up", &1, None).await; // loads the script
-    server.reset_stats();
+    redis.reset_stats();
     cache.set_many(&entries, None).await;
     assert_eq!(
         (
-            server.command_calls("mget"),
-            server.command_calls("evalsha") + server.command_calls("eval")
+            redis.command_calls("mget"),
+            redis.command_calls("evalsha") + redis.command_calls("eval")
         ),
         (1, 1),
         "one read, one script"
     );
-    let stored: usize = server.query(&["DBSIZE"]);
+    let stored: usize = redis.query(&["DBSIZE"]);
     assert!(stored >= 5_000, "{stored} keys");
     assert_eq!(cache.get::<User>("users:4999").await, Some(value));
 }
+
+integration_tests::on_every_topology!(
+    clear_is_scoped_to_its_prefix,
+    without_a_prefix_keys_read_as_templates,
+    r25_prefixes_never_collide,
+);

@@ -2,13 +2,12 @@
 
 mod support;
 
-use integration_tests::RedisServer;
+use integration_tests::{Kind, Topology};
 use support::{Loader, User, user};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn corrupt_and_foreign_entries_are_misses() {
-    let server = RedisServer::start();
-    let cache = support::redis_only(&server).await;
+async fn corrupt_and_foreign_entries_are_misses(kind: Kind) {
+    let redis = Topology::start(kind);
+    let cache = support::redis_only(&redis).await;
     let good = serde_json::to_string(&user(1, "x")).unwrap();
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("random bytes", vec![0xff, 0x00, 0x13, 0x37, 0xfe]),
@@ -31,13 +30,9 @@ async fn corrupt_and_foreign_entries_are_misses() {
     for (i, (what, bytes)) in cases.into_iter().enumerate() {
         let key = format!("users:{i}");
         if what == "a redis hash" {
-            server.cli(&["HSET", &key, "f", "v"]);
+            let () = redis.query(&["HSET", &key, "f", "v"]);
         } else {
-            redis::cmd("SET")
-                .arg(&key)
-                .arg(bytes)
-                .exec(&mut server.client().get_connection().unwrap())
-                .unwrap();
+            redis.set_bytes(&key, &bytes);
         }
         let before = cache.stats();
         let loader = Loader::default();
@@ -63,3 +58,5 @@ async fn corrupt_and_foreign_entries_are_misses() {
         );
     }
 }
+
+integration_tests::on_every_topology!(corrupt_and_foreign_entries_are_misses,);

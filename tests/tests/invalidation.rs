@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cache_runtime::{Cache, Mode};
-use integration_tests::{RedisServer, wait_until};
+use integration_tests::{Kind, Topology, wait_until};
 use support::{SlowLoad, User, user};
 
 /// A reader loads the old row, the writer updates and invalidates, then the reader stores what
@@ -37,10 +37,9 @@ async fn read_write_race(cache: &Cache) {
     assert_eq!(cache.get::<User>("users:1").await.unwrap().name, "new");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn read_write_race_redis() {
-    let server = RedisServer::start();
-    read_write_race(&support::redis_only(&server).await).await;
+async fn read_write_race_redis(kind: Kind) {
+    let redis = Topology::start(kind);
+    read_write_race(&support::redis_only(&redis).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -48,12 +47,11 @@ async fn read_write_race_memory() {
     read_write_race(&support::memory().await).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn race_across_processes_sharing_redis() {
+async fn race_across_processes_sharing_redis(kind: Kind) {
     // Two caches on one Redis stand for two app instances: one's invalidation reaches the other.
-    let server = RedisServer::start();
-    let a = support::redis_only(&server).await;
-    let b = support::redis_only(&server).await;
+    let redis = Topology::start(kind);
+    let a = support::redis_only(&redis).await;
+    let b = support::redis_only(&redis).await;
     a.set("users:7", &user(7, "old"), None).await;
     assert_eq!(b.get::<User>("users:7").await.unwrap().name, "old");
     b.invalidate("users:7").await.unwrap();
@@ -62,10 +60,9 @@ async fn race_across_processes_sharing_redis() {
 
 /// An invalidation issued while Redis is down; Redis returns (persistent, so with the old entry
 /// still stored). No read after recovery returns the old value.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invalidation_during_outage_is_not_lost() {
-    let mut server = RedisServer::start_persistent();
-    let cache = support::redis_with_fallback(&server).await;
+async fn invalidation_during_outage_is_not_lost(kind: Kind) {
+    let mut redis = Topology::start_persistent(kind);
+    let cache = support::redis_with_fallback(&redis).await;
     let db = Arc::new(Mutex::new(user(1, "old")));
     let read = || async {
         let load = async { Ok::<_, ()>(db.lock().unwrap().clone()) };
@@ -73,14 +70,14 @@ async fn invalidation_during_outage_is_not_lost() {
     };
     assert_eq!(read().await, "old");
 
-    server.kill();
+    redis.kill();
     *db.lock().unwrap() = user(1, "new");
     cache.invalidate("users:*").await.unwrap();
     assert!(cache.stats().pending_invalidations >= 1);
     assert_eq!(read().await, "new");
 
-    server.restart();
-    let old_entry: Option<String> = server.query(&["GET", "users:1"]);
+    redis.restart();
+    let old_entry: Option<String> = redis.query(&["GET", "users:1"]);
     assert!(
         old_entry.unwrap().contains("old"),
         "redis came back with the old entry stored"
@@ -98,43 +95,42 @@ async fn invalidation_during_outage_is_not_lost() {
 }
 
 /// More invalidations than the outage queue holds: recovery bumps the global epoch instead.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn outage_queue_overflow_bumps_the_epoch() {
-    let mut server = RedisServer::start_persistent();
-    let cache = support::redis_with_fallback(&server).await;
+async fn outage_queue_overflow_bumps_the_epoch(kind: Kind) {
+    let mut redis = Topology::start_persistent(kind);
+    let cache = support::redis_with_fallback(&redis).await;
     cache.set("tasks:1", &"old".to_owned(), None).await;
-    server.kill();
+    redis.kill();
     for i in 0..10_050 {
         cache.invalidate(&format!("users:{i}")).await.unwrap();
     }
-    server.restart();
+    redis.restart();
     assert!(wait_until(Duration::from_secs(10), || cache.mode() == Mode::Redis).await);
     // tasks:1 was never named, but the overflow made every entry from before the outage stale.
     assert_eq!(cache.get::<String>("tasks:1").await, None);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn prefix_invalidation_is_constant_time_and_never_scans() {
+async fn prefix_invalidation_is_constant_time_and_never_scans(kind: Kind) {
     const KEYS: usize = 100_000;
-    let server = RedisServer::start();
-    let cache = support::redis_only(&server).await;
+    let redis = Topology::start(kind);
+    let cache = support::redis_only(&redis).await;
+    // Load the invalidation script first (on a cluster, on the node of the marker below), so
+    // that the counts below are one call's.
+    cache.invalidate("users:*").await.unwrap();
     let value = user(1, "bulk");
     for chunk in (0..KEYS).collect::<Vec<_>>().chunks(1000) {
         let keys: Vec<String> = chunk.iter().map(|i| format!("users:{i}")).collect();
         let entries: Vec<(&str, &User)> = keys.iter().map(|k| (k.as_str(), &value)).collect();
         cache.set_many(&entries, None).await;
     }
-    let dbsize: usize = server.query(&["DBSIZE"]);
+    let dbsize: usize = redis.query(&["DBSIZE"]);
     assert!(dbsize >= KEYS);
     assert!(cache.get::<User>("users:99999").await.is_some());
 
-    // Load the invalidation script first, so that the counts below are one call's.
-    cache.invalidate("warm:up").await.unwrap();
-    server.reset_stats();
+    redis.reset_stats();
     let started = Instant::now();
     cache.invalidate("users:*").await.unwrap();
     let took = started.elapsed();
-    let calls = |c: &str| server.command_calls(c);
+    let calls = |c: &str| redis.command_calls(c);
     let (evalsha, set, keys, scan, del) = (
         calls("evalsha"),
         calls("set"),
@@ -154,8 +150,13 @@ async fn prefix_invalidation_is_constant_time_and_never_scans() {
             "users:{i} survived"
         );
     }
-    assert_eq!(
-        server.command_calls("keys") + server.command_calls("scan"),
-        0
-    );
+    assert_eq!(redis.command_calls("keys") + redis.command_calls("scan"), 0);
 }
+
+integration_tests::on_every_topology!(
+    read_write_race_redis,
+    race_across_processes_sharing_redis,
+    invalidation_during_outage_is_not_lost,
+    outage_queue_overflow_bumps_the_epoch,
+    prefix_invalidation_is_constant_time_and_never_scans,
+);

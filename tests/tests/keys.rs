@@ -1,9 +1,12 @@
 //! Key injection: distinct argument values give distinct keys, and no argument value can make
-//! a pattern invalidation reach a key outside its prefix.
+//! a pattern invalidation reach a key outside its prefix, nor (on a cluster) choose the slot.
 
 mod support;
 
+use std::collections::BTreeSet;
+
 use cache_runtime::KeyBuilder;
+use integration_tests::{Kind, Topology};
 use proptest::prelude::*;
 
 fn render(template: &[Result<&str, &str>]) -> String {
@@ -78,3 +81,64 @@ proptest! {
         });
     }
 }
+
+/// Values a caller might pass that mean something to Redis: hash tags, globs, escapes.
+const HOSTILE: [&str; 12] = [
+    "{tag}", "}{", "{", "}", "a{b}c", "{users}", "*", "users:*", "\\", "[a-z]?", " \n", "é{ü}",
+];
+
+/// Through a real cache on one Redis and on a cluster: a hostile value stays inside its key
+/// (the key stored has no brace, so no hash tag), its entry is served, and a pattern built from
+/// one value invalidates its own keys and no other value's.
+async fn hostile_values_stay_inside_their_keys(kind: Kind) {
+    let redis = Topology::start(kind);
+    let cache = support::redis_only(&redis).await;
+    for (i, value) in HOSTILE.iter().enumerate() {
+        cache.set(&user_key(value), &i, None).await;
+        cache.set(&tasks_key(value), &i, None).await;
+    }
+    let stored: Vec<String> = redis.query(&["KEYS", "*"]);
+    assert!(stored.len() >= 2 * HOSTILE.len(), "{stored:?}");
+    for key in &stored {
+        assert!(!key.contains(['{', '}']), "a brace reached Redis: {key:?}");
+    }
+    for (i, a) in HOSTILE.iter().enumerate() {
+        assert_eq!(cache.get::<usize>(&user_key(a)).await, Some(i), "{a:?}");
+        cache
+            .invalidate(&render(&[Ok("users:"), Err(a), Ok(":*")]))
+            .await
+            .unwrap();
+        assert_eq!(cache.get::<usize>(&tasks_key(a)).await, None, "{a:?}");
+        assert_eq!(cache.get::<usize>(&user_key(a)).await, Some(i), "{a:?}");
+        for (j, b) in HOSTILE.iter().enumerate().skip(i + 1) {
+            assert_eq!(
+                cache.get::<usize>(&tasks_key(b)).await,
+                Some(j),
+                "invalidating {a:?} reached {b:?}"
+            );
+        }
+    }
+}
+
+/// On a cluster, one hash tag in many values does not pull their keys into one slot: they
+/// spread over the masters as any keys do. The control shows the same strings used raw, as
+/// keys, do land on one master.
+#[tokio::test]
+async fn a_hash_tag_in_values_does_not_choose_the_slot() {
+    let Topology::Cluster(cluster) = Topology::start(Kind::Cluster) else {
+        unreachable!()
+    };
+    let values: Vec<String> = (0..32).map(|i| format!("{{same}}{i}")).collect();
+    let raw: BTreeSet<usize> = values
+        .iter()
+        .map(|v| cluster.master_of(&format!("users:{v}")))
+        .collect();
+    assert_eq!(raw.len(), 1, "control: a raw hash tag picks one slot");
+    let ours: BTreeSet<usize> = values
+        .iter()
+        .map(|v| cluster.master_of(&user_key(v)))
+        .collect();
+    assert_eq!(ours.len(), 3, "keys spread over every master: {ours:?}");
+}
+
+integration_tests::on_every_topology!(hostile_values_stay_inside_their_keys);
