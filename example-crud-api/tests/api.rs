@@ -1,6 +1,7 @@
 //! The whole API contract (documented at `GET /openapi.json`), run against every
 //! configuration: SQLite and PostgreSQL, with Redis, with the in-process cache, and with no
-//! cache. Every suite function gets a fresh app, database and (for Redis) redis-server.
+//! cache; and SQLite with a Redis Cluster. Every suite function gets a fresh app, database and
+//! (for Redis) redis-server or (for the cluster) 3-master Redis Cluster.
 
 mod common;
 
@@ -36,6 +37,7 @@ configurations! {
     sqlite_no_cache => (Db::Sqlite, Kind::None);
     postgres_redis => (Db::Postgres, Kind::Redis);
     postgres_memory => (Db::Postgres, Kind::Memory);
+    sqlite_cluster => (Db::Sqlite, Kind::Cluster);
 }
 
 /// Asserts a 4xx error status and that the message mentions every `needle`.
@@ -810,8 +812,35 @@ async fn health_and_metrics(app: &TestApp) {
     };
     assert_eq!(r.body["database"]["backend"], backend);
     assert_eq!(r.body["cache"]["mode"], app.kind.mode(), "{}", r.text);
-    if app.kind == Kind::Redis {
-        assert_eq!(r.body["cache"]["redis"]["reachable"], true, "{}", r.text);
+    if matches!(app.kind, Kind::Redis | Kind::Cluster) {
+        let redis = &r.body["cache"]["redis"];
+        assert_eq!(redis["reachable"], true, "{}", r.text);
+        assert_eq!(redis["circuit"], "closed", "{}", r.text);
+        let nodes = redis["nodes"].as_array().expect("nodes");
+        match &app.cluster {
+            None => assert!(nodes.is_empty(), "one Redis lists no nodes: {}", r.text),
+            Some(cluster) => {
+                // Every master, each with its own answer to a PING.
+                let mut listed: Vec<(u16, Value, Value, bool)> = nodes
+                    .iter()
+                    .map(|n| {
+                        let address = n["address"].as_str().expect("address");
+                        let port = address.rsplit_once(':').and_then(|(_, p)| p.parse().ok());
+                        let port = port.unwrap_or_else(|| panic!("no port in {address}"));
+                        let latency = n["latency_us"].is_u64();
+                        (port, n["role"].clone(), n["reachable"].clone(), latency)
+                    })
+                    .collect();
+                listed.sort_by_key(|n| n.0);
+                let mut ports: Vec<u16> = cluster.nodes().iter().map(|n| n.port()).collect();
+                ports.sort_unstable();
+                let expected: Vec<(u16, Value, Value, bool)> = ports
+                    .into_iter()
+                    .map(|p| (p, json!("master"), json!(true), true))
+                    .collect();
+                assert_eq!(listed, expected, "{}", r.text);
+            }
+        }
     }
 
     let ada = id(&app.user("Ada", "ada@e.io", None).await);

@@ -1,5 +1,6 @@
 //! Caching behaviour seen from outside: the keys in Redis and their TTLs, cache administration,
-//! hits, isolation between apps, coherence between instances, and Redis dying mid-sequence.
+//! hits, isolation between apps, coherence between instances, and Redis (or a cluster node)
+//! dying mid-sequence.
 
 mod common;
 
@@ -330,5 +331,73 @@ async fn hung_redis_costs_little_and_stays_correct() {
     assert_eq!(
         app.get(&format!("/users/{user}")).await.body["name"],
         "Name 2"
+    );
+}
+
+/// `/health` polled until `done` holds for its body (a cluster's view of a node changes a few
+/// moments after the node does); panics with the last body after 30 s.
+async fn health_until(app: &TestApp, what: &str, done: impl Fn(&serde_json::Value) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = app.get("/health").await;
+        assert_eq!(r.status, StatusCode::OK, "a Redis node is never unhealthy");
+        if done(&r.body) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: {}", r.text);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The cluster's nodes in `/health`, as `(port, reachable)`, sorted.
+fn health_nodes(health: &serde_json::Value) -> Vec<(u16, bool)> {
+    let mut nodes: Vec<(u16, bool)> = health["cache"]["redis"]["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| {
+            let port = n["address"].as_str()?.rsplit_once(':')?.1.parse().ok()?;
+            Some((port, n["reachable"].as_bool()?))
+        })
+        .collect();
+    nodes.sort_unstable();
+    nodes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_node_killed_then_restarted() {
+    let mut app = TestApp::new(Db::Sqlite, Kind::Cluster).await;
+    let (user, _) = populate(&app).await;
+    sequence(&app, user, 0).await;
+    let mut ports: Vec<u16> = app.cluster().nodes().iter().map(|n| n.port()).collect();
+    ports.sort_unstable();
+    let all_up: Vec<(u16, bool)> = ports.iter().map(|&p| (p, true)).collect();
+    health_until(&app, "every node up", |h| health_nodes(h) == all_up).await;
+
+    // The master of the user's row: without replicas, its slots are lost until it returns.
+    let dead = app.cluster().master_of(&format!("users:{user}"));
+    let dead_port = app.cluster().nodes()[dead].port();
+    app.cluster_mut().node_mut(dead).kill();
+    let one_down: Vec<(u16, bool)> = ports.iter().map(|&p| (p, p != dead_port)).collect();
+    health_until(&app, "the killed node is listed unreachable", |h| {
+        health_nodes(h) == one_down
+    })
+    .await;
+    // Requests stay correct meanwhile (from whatever the cache can still use, or the database).
+    for round in 1..3 {
+        sequence(&app, user, round).await;
+    }
+
+    app.cluster_mut().restart();
+    health_until(&app, "every node up again", |h| health_nodes(h) == all_up).await;
+    app.wait_for_mode("redis", Duration::from_secs(30)).await;
+    sequence(&app, user, 3).await;
+    let path = format!("/users/{user}");
+    let before = app.hits().await;
+    assert_eq!(app.get(&path).await.body["name"], "Name 3");
+    assert_eq!(app.get(&path).await.body["name"], "Name 3");
+    assert!(
+        app.hits().await > before,
+        "hits resume after the node returns"
     );
 }

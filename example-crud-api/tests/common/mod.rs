@@ -1,5 +1,6 @@
 //! Test harness: an app on a throw-away database (SQLite file or PostgreSQL database) with a
-//! cache of the chosen kind, driven through `app(..).oneshot(..)`.
+//! cache of the chosen kind, driven through `app(..).oneshot(..)`; and ([`instances`]) real
+//! example processes sharing a database and a Redis, driven over HTTP.
 #![allow(
     dead_code,
     unreachable_pub,
@@ -16,10 +17,12 @@ use axum::http::{Method, Request, StatusCode, header};
 use cache_runtime::{Cache, Fallback};
 use example_crud_api::{AppState, app, connect_db};
 use http_body_util::BodyExt;
-use integration_tests::RedisServer;
+use integration_tests::{RedisCluster, RedisServer};
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::Value;
 use tower::ServiceExt;
+
+pub mod instances;
 
 /// The server every PostgreSQL test database is created on (`TEST_POSTGRES_URL` overrides).
 pub fn postgres_admin_url() -> String {
@@ -39,6 +42,8 @@ pub enum Db {
 pub enum Kind {
     /// A real redis-server of its own.
     Redis,
+    /// A Redis Cluster of its own (3 masters, no replicas).
+    Cluster,
     /// Redis disabled: the in-process store.
     Memory,
     /// No cache at all (`Fallback::None`).
@@ -49,7 +54,7 @@ impl Kind {
     /// The `mode` `/cache/stats` and `/health` report.
     pub fn mode(self) -> &'static str {
         match self {
-            Self::Redis => "redis",
+            Self::Redis | Self::Cluster => "redis",
             Self::Memory => "memory",
             Self::None => "disabled",
         }
@@ -151,6 +156,8 @@ pub struct TestApp {
     pub db_kind: Db,
     /// The app's own redis-server (for [`Kind::Redis`]).
     pub redis: Option<RedisServer>,
+    /// The app's own Redis Cluster (for [`Kind::Cluster`]).
+    pub cluster: Option<RedisCluster>,
     // Last: the pool closes before the database is dropped.
     _guard: DbGuard,
 }
@@ -177,23 +184,40 @@ impl Resp {
     }
 }
 
-/// Builds a cache for the app: `Kind::Redis` needs its server.
+/// Builds a cache for the app: `Kind::Redis` needs its server (`Kind::Cluster`: see
+/// [`cluster_cache`]).
 pub async fn cache_for(kind: Kind, redis: Option<&RedisServer>) -> Cache {
     let builder = match kind {
         Kind::Redis => Cache::builder().redis_url(redis.expect("redis server").url()),
+        Kind::Cluster => panic!("a cluster cache needs its cluster: use `cluster_cache`"),
         Kind::Memory => Cache::builder(),
         Kind::None => Cache::builder().fallback(Fallback::None),
     };
     builder.build().await.expect("cache")
 }
 
+/// A cache on `cluster`, seeded with every node (as `REDIS_CLUSTER_NODES` would be).
+pub async fn cluster_cache(cluster: &RedisCluster) -> Cache {
+    Cache::builder()
+        .redis_cluster(cluster.urls())
+        .build()
+        .await
+        .expect("cluster cache")
+}
+
 impl TestApp {
     pub async fn new(db: Db, kind: Kind) -> Self {
         let redis = (kind == Kind::Redis).then(RedisServer::start);
-        let cache = cache_for(kind, redis.as_ref()).await;
+        let cluster = (kind == Kind::Cluster).then(RedisCluster::start);
+        let cache = match &cluster {
+            Some(cluster) => cluster_cache(cluster).await,
+            None => cache_for(kind, redis.as_ref()).await,
+        };
         let (url, guard) = DbGuard::create(db).await;
         let conn = connect_db(&url).await.expect("connect and migrate");
-        Self::with(AppState::new(conn, cache), kind, db, redis, guard)
+        let mut app = Self::with(AppState::new(conn, cache), kind, db, redis, guard);
+        app.cluster = cluster;
+        app
     }
 
     /// An app around an existing state (e.g. a second app sharing a database or a Redis).
@@ -210,6 +234,7 @@ impl TestApp {
             kind,
             db_kind,
             redis,
+            cluster: None,
             _guard: guard,
         }
     }
@@ -220,6 +245,18 @@ impl TestApp {
 
     pub fn redis_mut(&mut self) -> &mut RedisServer {
         self.redis.as_mut().expect("this app has no redis-server")
+    }
+
+    pub fn cluster(&self) -> &RedisCluster {
+        self.cluster
+            .as_ref()
+            .expect("this app has no Redis Cluster")
+    }
+
+    pub fn cluster_mut(&mut self) -> &mut RedisCluster {
+        self.cluster
+            .as_mut()
+            .expect("this app has no Redis Cluster")
     }
 
     pub async fn request(&self, method: Method, path: &str, body: Option<(&str, &str)>) -> Resp {

@@ -1,0 +1,419 @@
+//! Real example API processes (the `example-crud-api` binary) sharing one database and one
+//! Redis or Redis Cluster, each on a free loopback port, driven over HTTP/1.1.
+//!
+//! The crate has no HTTP client among its dependencies, so [`Instance::request`] is a minimal
+//! blocking HTTP/1.1 client over `std::net::TcpStream` (one connection per request,
+//! `Connection: close`, every wait bounded).
+
+use std::collections::HashSet;
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use integration_tests::{RedisCluster, RedisServer};
+use serde_json::Value;
+
+use super::{Db, DbGuard, Resp};
+
+/// How long a process may take to answer `/health` after it was spawned.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on connecting, sending and receiving one request.
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Attempts at starting one process (another process may take its port in between).
+const START_ATTEMPTS: usize = 5;
+
+/// The Redis the processes share.
+#[derive(Debug)]
+pub enum SharedRedis {
+    /// One redis-server.
+    Server(RedisServer),
+    /// A 3-master Redis Cluster.
+    Cluster(RedisCluster),
+}
+
+impl SharedRedis {
+    /// Starts a redis-server (`cluster == false`) or a Redis Cluster.
+    pub fn start(cluster: bool) -> Self {
+        if cluster {
+            Self::Cluster(RedisCluster::start())
+        } else {
+            Self::Server(RedisServer::start())
+        }
+    }
+
+    /// The variables that point a process at it.
+    fn env(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Self::Server(server) => vec![("REDIS_URL", server.url())],
+            Self::Cluster(cluster) => vec![("REDIS_CLUSTER_NODES", cluster.nodes_var())],
+        }
+    }
+}
+
+/// One running example process.
+#[derive(Debug)]
+pub struct Instance {
+    /// Index in its [`Fleet`].
+    pub index: usize,
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Instance {
+    /// Spawns the binary with `env` on a free port and waits until it answers `/health`.
+    ///
+    /// # Panics
+    /// If it does not come up (with the end of its log).
+    fn start(index: usize, dir: &Path, env: &[(&'static str, String)]) -> Self {
+        let log = dir.join(format!("instance-{index}.log"));
+        let mut failures = Vec::new();
+        for _ in 0..START_ATTEMPTS {
+            let port = free_port();
+            let child = spawn(command(dir, &log, port, env))
+                .unwrap_or_else(|e| panic!("cannot spawn the example binary: {e}"));
+            let mut instance = Self {
+                index,
+                child,
+                port,
+                log: log.clone(),
+            };
+            match instance.wait_healthy() {
+                Ok(()) => return instance,
+                // Dropping it kills it; the next attempt takes another port.
+                Err(e) => failures.push(format!("port {port}: {e}\n{}", instance.log_tail())),
+            }
+        }
+        panic!(
+            "instance {index} did not start:\n{}",
+            failures.join("\n---\n")
+        );
+    }
+
+    /// Polls `/health` until it answers 200 while the child is still running (a child that
+    /// could not bind its port exits, so an answer is then this process's).
+    fn wait_healthy(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().map_err(|e| e.to_string())? {
+                return Err(format!("exited with {status}"));
+            }
+            match self.try_request("GET", "/health", None) {
+                Ok(r) if r.status == StatusCode::OK => return Ok(()),
+                Ok(r) => return Err(format!("/health answered {}: {}", r.status, r.text)),
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(e) => return Err(format!("no answer within {START_TIMEOUT:?}: {e}")),
+            }
+        }
+    }
+
+    /// The last lines of its output.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Sends one request; panics when there is no well-formed answer.
+    pub fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Resp {
+        self.try_request(method, path, body).unwrap_or_else(|e| {
+            panic!(
+                "instance {} (port {}): {method} {path}: {e}\n{}",
+                self.index,
+                self.port,
+                self.log_tail()
+            )
+        })
+    }
+
+    pub fn get(&self, path: &str) -> Resp {
+        self.request("GET", path, None)
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> Resp {
+        self.request("POST", path, Some(body))
+    }
+
+    pub fn put(&self, path: &str, body: &Value) -> Resp {
+        self.request("PUT", path, Some(body))
+    }
+
+    pub fn delete(&self, path: &str) -> Resp {
+        self.request("DELETE", path, None)
+    }
+
+    fn try_request(&self, method: &str, path: &str, body: Option<&Value>) -> io::Result<Resp> {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+        let mut stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
+        stream.set_read_timeout(Some(IO_TIMEOUT))?;
+        stream.set_write_timeout(Some(IO_TIMEOUT))?;
+        let body = body.map(Value::to_string).unwrap_or_default();
+        let content_type = if body.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/json\r\n"
+        };
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\
+             {content_type}Content-Length: {}\r\n\r\n",
+            self.port,
+            body.len()
+        );
+        stream.write_all(head.as_bytes())?;
+        stream.write_all(body.as_bytes())?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw)?;
+        parse_response(&raw).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        // `Child::kill` signals this child's pid only.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Parses an HTTP/1.1 response read to the end (`Content-Length` or chunked body).
+fn parse_response(raw: &[u8]) -> Result<Resp, String> {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("no end of headers")?;
+    let head = std::str::from_utf8(&raw[..split]).map_err(|e| e.to_string())?;
+    let mut payload = &raw[split + 4..];
+    let status_line = head.split("\r\n").next().unwrap_or_default();
+    let code: u16 = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
+    let status = StatusCode::from_u16(code).map_err(|e| e.to_string())?;
+    let header = |name: &str| {
+        head.split("\r\n").skip(1).find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    };
+    let bytes = if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        let mut out = Vec::new();
+        loop {
+            let end = payload
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .ok_or("truncated chunk size")?;
+            let size = std::str::from_utf8(&payload[..end]).map_err(|e| e.to_string())?;
+            let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
+                .map_err(|e| format!("bad chunk size {size:?}: {e}"))?;
+            payload = &payload[end + 2..];
+            if size == 0 {
+                break;
+            }
+            let chunk = payload.get(..size).ok_or("truncated chunk")?;
+            out.extend_from_slice(chunk);
+            payload = payload.get(size + 2..).ok_or("truncated chunk end")?;
+        }
+        out
+    } else {
+        let len = match header("content-length") {
+            Some(v) => v.parse().map_err(|_| format!("bad content-length {v:?}"))?,
+            None => payload.len(),
+        };
+        payload.get(..len).ok_or("truncated body")?.to_vec()
+    };
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Ok(Resp { status, body, text })
+}
+
+/// `n` example processes on one fresh database and one Redis; every process is killed when
+/// this is dropped (before the Redis and the database go).
+#[derive(Debug)]
+pub struct Fleet {
+    pub instances: Vec<Instance>,
+    pub redis: SharedRedis,
+    dir: PathBuf,
+    _db: DbGuard,
+}
+
+impl Fleet {
+    /// `n` processes on `db` and `redis`, configured alike.
+    pub fn start(n: usize, db: Db, redis: SharedRedis) -> Self {
+        Self::start_with(n, db, redis, |_| Vec::new())
+    }
+
+    /// Like [`Fleet::start`], with `extra(i)` added to (or overriding) process `i`'s variables.
+    pub fn start_with(
+        n: usize,
+        db: Db,
+        redis: SharedRedis,
+        extra: impl Fn(usize) -> Vec<(&'static str, String)>,
+    ) -> Self {
+        let dir = std::env::temp_dir().join(format!("example-crud-api-fleet-{}", super::unique()));
+        std::fs::create_dir_all(&dir).expect("fleet directory");
+        // An empty `.env` where the processes run: they read it instead of looking for one in
+        // the ancestors of the directory.
+        std::fs::write(dir.join(".env"), "").expect("empty .env");
+        // The schema is created once here, not by n processes racing to migrate.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (url, db_guard) = runtime.block_on(async {
+            let (url, guard) = DbGuard::create(db).await;
+            let conn = example_crud_api::connect_db(&url)
+                .await
+                .expect("connect and migrate");
+            conn.close().await.expect("close");
+            (url, guard)
+        });
+        let mut fleet = Self {
+            instances: Vec::new(),
+            redis,
+            dir,
+            _db: db_guard,
+        };
+        let mut base = vec![
+            ("DATABASE_URL", url),
+            ("REDIS_ENABLED", "true".to_owned()),
+            // A debug build on a busy machine can take longer than the 50 ms default; an
+            // instance whose breaker opens may then serve its in-process entries (the
+            // documented `CACHE_FALLBACK_TTL` bound), which is not what these tests check.
+            ("REDIS_TIMEOUT_MS", "2000".to_owned()),
+            ("REDIS_CONNECT_TIMEOUT_MS", "5000".to_owned()),
+            ("RUST_LOG", "warn".to_owned()),
+        ];
+        base.extend(fleet.redis.env());
+        for i in 0..n {
+            let mut env = base.clone();
+            for (name, value) in extra(i) {
+                env.retain(|(n, _)| *n != name);
+                env.push((name, value));
+            }
+            let instance = Instance::start(i, &fleet.dir, &env);
+            fleet.instances.push(instance);
+        }
+        fleet
+    }
+
+    /// Each instance's `/cache/stats`, for failure messages.
+    pub fn stats(&self) -> String {
+        self.instances
+            .iter()
+            .map(|i| format!("instance {}: {}", i.index, i.get("/cache/stats").text))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        self.instances.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The command line of one process: only the variables given (every inherited `REDIS_*`,
+/// `CACHE_*` and server variable removed), run in `dir`.
+fn command(dir: &Path, log: &Path, port: u16, env: &[(&'static str, String)]) -> Command {
+    let binary = env!("CARGO_BIN_EXE_example-crud-api");
+    let mut cmd = if pdeathsig_supported() {
+        // The kernel kills the process when the spawning thread exits (see `spawn`), so that
+        // a test binary that is killed leaves no server behind.
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--pdeathsig", "KILL"]).arg(binary);
+        cmd
+    } else {
+        Command::new(binary)
+    };
+    let ours: HashSet<&str> = env.iter().map(|(n, _)| *n).collect();
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        let app_var = name.starts_with("REDIS_")
+            || name.starts_with("CACHE_")
+            || matches!(
+                name,
+                "DATABASE_URL" | "HOST" | "PORT" | "SEED_USERS" | "RUST_LOG"
+            );
+        if app_var && !ours.contains(name) {
+            cmd.env_remove(name);
+        }
+    }
+    let output = std::fs::File::create(log).expect("log file");
+    let errors = output.try_clone().expect("log file");
+    cmd.current_dir(dir)
+        .envs(env.iter().map(|(n, v)| (n, v)))
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .stdin(Stdio::null())
+        .stdout(output)
+        .stderr(errors);
+    cmd
+}
+
+/// A currently free loopback port (taken again by the process, which may lose it to another:
+/// [`Instance::start`] retries).
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// Whether `setpriv --pdeathsig` works here (Linux with util-linux).
+fn pdeathsig_supported() -> bool {
+    static SUPPORTED: OnceLock<bool> = OnceLock::new();
+    *SUPPORTED.get_or_init(|| {
+        cfg!(target_os = "linux")
+            && Command::new("setpriv")
+                .args(["--pdeathsig", "KILL", "true"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+    })
+}
+
+type SpawnRequest = (Command, mpsc::Sender<io::Result<Child>>);
+
+/// Spawns from one thread that lives as long as the test binary: the parent-death signal
+/// fires when the *thread* that forked the child exits, and test threads end after each test.
+fn spawn(cmd: Command) -> io::Result<Child> {
+    static SPAWNER: OnceLock<Option<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<SpawnRequest>();
+        std::thread::Builder::new()
+            .name("example-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .ok()
+            .map(|_| tx)
+    });
+    let Some(spawner) = spawner else {
+        let mut cmd = cmd;
+        return cmd.spawn();
+    };
+    let (reply_tx, reply_rx) = mpsc::channel();
+    spawner
+        .send((cmd, reply_tx))
+        .map_err(|_| io::Error::other("spawner thread is gone"))?;
+    reply_rx
+        .recv()
+        .map_err(|_| io::Error::other("spawner thread is gone"))?
+}
