@@ -40,5 +40,5 @@ mod wait;
 pub use cluster::{RedisCluster, RedisClusterBuilder};
 pub use proxy::Proxy;
 pub use redis_server::{RedisServer, RedisServerBuilder};
-pub use topology::{Kind, Topology};
+pub use topology::{Deployment, Kind, Topology};
 pub use wait::{wait_until, wait_until_blocking};

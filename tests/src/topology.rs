@@ -5,6 +5,38 @@ use redis::FromRedisValue;
 
 use crate::{RedisCluster, RedisServer};
 
+/// Anything a cache can be built on: a server, a cluster, either.
+pub trait Deployment {
+    /// A cache builder that reaches it (URL or cluster nodes, CA for TLS).
+    fn cache_builder(&self) -> cache_runtime::CacheBuilder;
+}
+
+impl Deployment for RedisServer {
+    fn cache_builder(&self) -> cache_runtime::CacheBuilder {
+        let builder = cache_runtime::Cache::builder().redis_url(self.url());
+        match self.ca_cert_path() {
+            Some(ca) => builder.redis_tls_ca(ca),
+            None => builder,
+        }
+    }
+}
+
+impl Deployment for RedisCluster {
+    fn cache_builder(&self) -> cache_runtime::CacheBuilder {
+        let builder = cache_runtime::Cache::builder().redis_cluster(self.urls());
+        match self.ca_cert_path() {
+            Some(ca) => builder.redis_tls_ca(ca),
+            None => builder,
+        }
+    }
+}
+
+impl Deployment for Topology {
+    fn cache_builder(&self) -> cache_runtime::CacheBuilder {
+        cache_runtime::Cache::builder().config(self.config())
+    }
+}
+
 /// Which deployment a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -79,11 +111,6 @@ impl Topology {
             }
         }
         config
-    }
-
-    /// A cache builder configured by [`config`](Self::config).
-    pub fn cache_builder(&self) -> cache_runtime::CacheBuilder {
-        cache_runtime::Cache::builder().config(self.config())
     }
 
     /// Runs one command (on a cluster, routed by its key; `KEYS`, `DBSIZE` and the like go to

@@ -5,7 +5,7 @@ mod support;
 use std::time::Duration;
 
 use cache_runtime::{Cache, Fallback};
-use integration_tests::{Kind, Topology};
+use integration_tests::{Deployment, Kind, Topology};
 use support::{User, user};
 
 /// A Redis cache with a key prefix.

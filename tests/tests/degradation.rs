@@ -7,7 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use cache_runtime::{Cache, Mode};
-use integration_tests::{Kind, Topology, wait_until};
+use integration_tests::{Deployment, Kind, Topology, wait_until};
 use support::{Loader, OP_TIMEOUT};
 
 /// Scheduling slack on a loaded 2-core machine; far below a reconnect or a default response timeout.

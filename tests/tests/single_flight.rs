@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use cache_runtime::{Cache, Fallback, Mode, PrefixStats};
-use integration_tests::{Kind, Topology};
+use integration_tests::{Deployment, Kind, Topology};
 
 async fn storm(cache: &Cache) -> usize {
     let runs = Arc::new(AtomicUsize::new(0));

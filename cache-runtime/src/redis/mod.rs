@@ -89,6 +89,9 @@ pub(crate) struct Shared {
     connect_timeout: Duration,
     wait_replicas: u32,
     recovering: AtomicBool,
+    /// Set while the breaker is open but the recovery's last probe got through: Redis answers,
+    /// yet something keeps it from serving (an invalidation not confirmed by replicas).
+    answering: AtomicBool,
     gates: Mutex<Vec<Weak<dyn CloseGate>>>,
     /// The breaker's state word, for modules that react to outages.
     outages: watch::Sender<u64>,
@@ -162,6 +165,7 @@ impl RedisClient {
             connect_timeout: config.connect_timeout,
             wait_replicas: config.wait_replicas,
             recovering: AtomicBool::new(false),
+            answering: AtomicBool::new(false),
             gates: Mutex::default(),
             outages,
             degraded: Mutex::new(Degraded {
@@ -191,6 +195,12 @@ impl RedisClient {
     /// Whether Redis may serve right now (one atomic load).
     pub fn available(&self) -> bool {
         !self.shared.breaker.is_open()
+    }
+
+    /// Whether Redis answered the recovery's last probe although the breaker is still open:
+    /// worth a best-effort write that other instances then see.
+    pub(crate) fn answers_while_open(&self) -> bool {
+        self.shared.answering.load(Ordering::Acquire) && !self.available()
     }
 
     /// The circuit breaker's state.
@@ -359,6 +369,7 @@ impl RedisClient {
     /// Opens the breaker (once per outage) and starts the recovery task: for modules that
     /// must stop Redis from serving, e.g. after an invalidation did not reach it.
     pub(crate) fn trip(&self, why: &str) {
+        self.shared.answering.store(false, Ordering::Release);
         if let Some(state) = self.shared.breaker.open() {
             self.shared.outages.send_replace(state);
             let mut d = lock(&self.shared.degraded);
@@ -428,14 +439,14 @@ impl RedisClient {
     }
 }
 
-/// Errors that say Redis cannot serve now, as opposed to a bad command or reply. On a
-/// cluster these include a cluster that is down or reconfiguring (`CLUSTERDOWN`, `TRYAGAIN`,
-/// `MASTERDOWN`) and a node still loading its data: one master that cannot serve makes the
-/// whole cache degrade, as one dead server would.
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
+/// Errors that say Redis cannot serve now, as opposed to a bad command or reply. On a
+/// cluster these include a cluster that is down or reconfiguring (`CLUSTERDOWN`, `TRYAGAIN`,
+/// `MASTERDOWN`) and a node still loading its data: one master that cannot serve makes the
+/// whole cache degrade, as one dead server would.
 fn is_connectivity(e: &RedisError) -> bool {
     use ::redis::{ErrorKind, ServerErrorKind};
     e.is_io_error()
@@ -444,11 +455,20 @@ fn is_connectivity(e: &RedisError) -> bool {
         || e.is_unrecoverable_error()
         || matches!(
             e.kind(),
-            ErrorKind::Server(
-                ServerErrorKind::ClusterDown
-                    | ServerErrorKind::TryAgain
-                    | ServerErrorKind::MasterDown
-                    | ServerErrorKind::BusyLoading
-            )
+            ErrorKind::ClusterConnectionNotFound
+                | ErrorKind::Server(
+                    ServerErrorKind::ClusterDown
+                        | ServerErrorKind::TryAgain
+                        | ServerErrorKind::MasterDown
+                        | ServerErrorKind::BusyLoading
+                )
         )
+        || lost_fan_out(e)
+}
+
+/// redis-rs 1.8 sends a multi-slot command (our MGET of an entry and its markers) only to the
+/// nodes it has a connection to, then reports the missing replies as this client error: a
+/// node it cannot reach, in other words.
+fn lost_fan_out(e: &RedisError) -> bool {
+    e.kind() == ::redis::ErrorKind::Client && e.to_string().contains("number of multi-slot results")
 }

@@ -49,7 +49,9 @@ pub(super) async fn recover(recovering: Recovering) {
             return;
         }
         let client = RedisClient { shared };
-        if !client.reconnect_if_dead().await {
+        let answering = client.reconnect_if_dead().await;
+        client.shared.answering.store(answering, Ordering::Release);
+        if !answering {
             continue;
         }
         if !client.prepare_gates().await {
@@ -67,10 +69,14 @@ pub(super) async fn recover(recovering: Recovering) {
 }
 
 impl RedisClient {
-    /// Keeps the current connection if it answers a PING (on a cluster, on every master);
-    /// otherwise opens a new one.
+    /// Keeps the current connection if it answers a PING; otherwise opens a new one. On a
+    /// cluster, always a new one: after a failover the old one can keep a slot map that names
+    /// the dead master, and redis-rs 1.8 silently leaves such a node out of a multi-slot
+    /// command (then fails it) without refreshing the map; a new connection reads the map
+    /// afresh. Its PING reaches every master.
     pub(crate) async fn reconnect_if_dead(&self) -> bool {
-        if self.ping_unguarded().await {
+        let cluster = matches!(self.shared.target, super::conn::Target::Cluster(_));
+        if !cluster && self.ping_unguarded().await {
             return true;
         }
         match self

@@ -6,12 +6,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use cache_runtime::{Cache, Fallback};
-use integration_tests::Topology;
+use integration_tests::Deployment;
 
 /// A cache on `redis` with no fallback, so a Redis failure cannot hide behind the memory store.
 /// Its generous operation timeout keeps a loaded machine from tripping the breaker in tests that
 /// are not about timeouts.
-pub async fn redis_only(redis: &Topology) -> Cache {
+pub async fn redis_only(redis: &impl Deployment) -> Cache {
     redis
         .cache_builder()
         .op_timeout(Duration::from_secs(2))
@@ -26,7 +26,7 @@ pub async fn redis_only(redis: &Topology) -> Cache {
 pub const OP_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// A cache on `redis` that falls back to memory, with a short operation timeout.
-pub async fn redis_with_fallback(redis: &Topology) -> Cache {
+pub async fn redis_with_fallback(redis: &impl Deployment) -> Cache {
     redis
         .cache_builder()
         .op_timeout(OP_TIMEOUT)

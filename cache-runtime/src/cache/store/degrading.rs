@@ -209,6 +209,12 @@ impl CacheStore for Degrading {
         if let Some((redis, queue)) = &self.redis {
             if queue.hold_if_down(patterns) {
                 tracing::debug!(?patterns, "redis down; invalidation queued");
+                if redis.client().answers_while_open() {
+                    // Redis answers but may not serve (its replicas could not confirm an
+                    // invalidation): other instances read from it, so tell them now too.
+                    let best_effort = super::redis::Mode::BestEffort(redis.client().op_timeout());
+                    let _ = redis.bump_in(patterns, best_effort).await;
+                }
                 return Ok(());
             }
             if let Err(e) = redis.bump(patterns).await {

@@ -150,6 +150,9 @@ pub(crate) enum Mode {
     Guarded,
     /// Recovery and shutdown: runs with the breaker open, within this timeout.
     Unguarded(Duration),
+    /// An invalidation sent while the breaker is open but Redis answers, so that other
+    /// instances see it now; it stays queued for the replay, so no `WAIT` either.
+    BestEffort(Duration),
 }
 
 impl RedisCacheStore {
@@ -223,13 +226,14 @@ impl RedisCacheStore {
             .collect();
         let client = &self.client;
         let (markers, exact) = (&markers, &exact);
+        let wait = !matches!(mode, Mode::BestEffort(_));
         let run = |conn: Connection| async move {
             if !conn.is_cluster() {
-                return Ok(vec![bump_on(conn, client, markers, exact).await?]);
+                return Ok(vec![bump_on(conn, client, markers, exact, wait).await?]);
             }
             let bumps = markers
                 .chunks(1)
-                .map(|marker| bump_on(conn.clone(), client, marker, &[]));
+                .map(|marker| bump_on(conn.clone(), client, marker, &[], wait));
             let delete = async {
                 if !exact.is_empty() {
                     ::redis::cmd("DEL")
@@ -244,22 +248,27 @@ impl RedisCacheStore {
         };
         let replies = match mode {
             Mode::Guarded => client.run(run).await,
-            Mode::Unguarded(timeout) => client.run_unguarded(timeout, run).await,
+            Mode::Unguarded(timeout) | Mode::BestEffort(timeout) => {
+                client.run_unguarded(timeout, run).await
+            }
         }?;
-        for reply in replies {
-            client.replicated(reply)?;
+        if wait {
+            for reply in replies {
+                client.replicated(reply)?;
+            }
         }
         Ok(())
     }
 }
 
 /// One BUMP script call for `markers` (name, TTL in ms), deleting the `exact` keys, then
-/// `WAIT` if configured; the replies.
+/// `WAIT` if configured and `wait`; the replies.
 async fn bump_on(
     conn: Connection,
     client: &RedisClient,
     markers: &[(String, u64)],
     exact: &[String],
+    wait: bool,
 ) -> RedisResult<Vec<Value>> {
     let mut pipeline = ::redis::pipe();
     let cmd = BUMP.call(&mut pipeline).arg(markers.len() + exact.len());
@@ -270,7 +279,9 @@ async fn bump_on(
     for (_, ttl) in markers {
         cmd.arg(ttl);
     }
-    client.wait_for_replicas(&mut pipeline);
+    if wait {
+        client.wait_for_replicas(&mut pipeline);
+    }
     with_script(conn, &BUMP, &markers[0].0, &pipeline).await
 }
 
