@@ -279,3 +279,23 @@ async fn a_tls_cluster_with_a_password_serves_hits() {
     let health = cache.health().await.redis.unwrap();
     assert!(health.nodes.iter().all(|n| n.reachable), "{health:?}");
 }
+
+/// Braces in the prefix would be a hash tag putting every key in one slot: refused on a
+/// cluster, whether the cache makes its client or is given a shared one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefix_with_braces_is_refused_on_a_cluster() {
+    let cluster = RedisCluster::start();
+    let refused = |e: Option<cache_runtime::ConfigError>| {
+        let e = e.expect("refused");
+        assert!(e.to_string().contains("CACHE_PREFIX"), "{e}");
+    };
+    refused(cluster.cache_builder().prefix("{app}").build().await.err());
+    let mut config = cache_runtime::Config::default();
+    config.redis_enabled = true;
+    config.redis_cluster_nodes = cluster.urls();
+    let shared = cache_runtime::RedisClient::connect(&config).await.unwrap();
+    let builder = Cache::builder().redis_client(shared.clone());
+    refused(builder.prefix("a}b").build().await.err());
+    let fine = Cache::builder().redis_client(shared).prefix("app").build();
+    assert!(fine.await.is_ok());
+}

@@ -187,16 +187,18 @@ impl CacheBuilder {
     ///
     /// # Errors
     /// A Redis URL the client cannot parse, `rediss://` without the `tls` feature, an
-    /// unreadable CA certificate.
+    /// unreadable CA certificate, braces in the prefix of a cache on a Redis Cluster.
     pub async fn build(self) -> Result<Cache, ConfigError> {
         let config = self.config;
         let prefix = config.key_prefix();
         #[cfg(feature = "redis")]
         let redis = if config.enabled && config.redis_enabled {
+            check_cluster_prefix(&config.prefix, config.is_cluster())?;
             let client = match self.client {
                 Some(client) => client,
                 None => crate::RedisClient::connect(&config).await?,
             };
+            check_cluster_prefix(&config.prefix, client.is_cluster())?;
             Some(super::store::redis::RedisCacheStore::new(
                 client,
                 prefix.clone(),
@@ -236,4 +238,18 @@ impl CacheBuilder {
             }),
         })
     }
+}
+
+/// On a Redis Cluster, braces in the prefix would be a hash tag putting every key in one slot.
+#[cfg(feature = "redis")]
+fn check_cluster_prefix(prefix: &str, cluster: bool) -> Result<(), ConfigError> {
+    if cluster && prefix.contains(['{', '}']) {
+        return Err(ConfigError::invalid(
+            "CACHE_PREFIX",
+            prefix.to_owned(),
+            "on a Redis Cluster, braces in the prefix are a hash tag that would put every key \
+             in one slot, on one node: use a prefix without `{` and `}`",
+        ));
+    }
+    Ok(())
 }

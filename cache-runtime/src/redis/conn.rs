@@ -202,7 +202,7 @@ impl Target {
     ///
     /// # Errors
     /// A URL redis-rs cannot parse, `rediss://` without the `tls` feature, a CA file that
-    /// cannot be read, a cluster prefix with a hash tag; each names its variable.
+    /// cannot be read; each names its variable.
     pub(crate) fn new(config: &Config) -> Result<Self, ConfigError> {
         let (name, shown, tls) = if config.is_cluster() {
             let first = &config.redis_cluster_nodes[0];
@@ -245,14 +245,6 @@ impl Target {
                 None => ::redis::Client::open(url),
             };
             return client.map(Self::Single).map_err(|e| invalid(e.to_string()));
-        }
-        if config.prefix.contains(['{', '}']) {
-            return Err(ConfigError::invalid(
-                "CACHE_PREFIX",
-                config.prefix.clone(),
-                "on a Redis Cluster, braces in the prefix are a hash tag that would put every key \
-                 in one slot, on one node: use a prefix without `{` and `}`",
-            ));
         }
         let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         // redis-rs's cluster defaults would let one call take seconds (16 retries, sleeps from
@@ -376,19 +368,6 @@ e7d1 :0@0 master,noaddr - 1426238316232 1426238316232 3 disconnected 10923-16383
             ]
         );
         assert_eq!(nodes[1].address(), "127.0.0.1:30002");
-    }
-
-    #[test]
-    fn a_hash_tag_in_a_cluster_prefix_is_refused() {
-        let config = Config {
-            redis_cluster_nodes: vec!["redis://127.0.0.1:7000".to_owned()],
-            prefix: "{app}".to_owned(),
-            ..Config::default()
-        };
-        let Err(e) = Target::new(&config) else {
-            panic!("accepted");
-        };
-        assert!(e.to_string().contains("CACHE_PREFIX"), "{e}");
     }
 }
 

@@ -192,6 +192,11 @@ impl RedisClient {
         Ok(client)
     }
 
+    /// Whether this client talks to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.shared.target, conn::Target::Cluster(_))
+    }
+
     /// Whether Redis may serve right now (one atomic load).
     pub fn available(&self) -> bool {
         !self.shared.breaker.is_open()

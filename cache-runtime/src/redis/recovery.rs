@@ -75,8 +75,7 @@ impl RedisClient {
     /// command (then fails it) without refreshing the map; a new connection reads the map
     /// afresh. Its PING reaches every master.
     pub(crate) async fn reconnect_if_dead(&self) -> bool {
-        let cluster = matches!(self.shared.target, super::conn::Target::Cluster(_));
-        if !cluster && self.ping_unguarded().await {
+        if !self.is_cluster() && self.ping_unguarded().await {
             return true;
         }
         match self
