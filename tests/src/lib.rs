@@ -27,10 +27,13 @@
 //! [`Proxy`] sits between a client and a server to delay every request or cut
 //! the link while the server stays up.
 //!
+//! [`tied_command`] and [`spawn_tied`] start any child that way.
+//!
 //! [`wait_until`] and [`wait_until_blocking`] poll a condition until it holds
 //! or a timeout expires.
 
 mod cluster;
+mod process;
 mod proxy;
 mod redis_server;
 mod tls;
@@ -38,6 +41,7 @@ mod topology;
 mod wait;
 
 pub use cluster::{RedisCluster, RedisClusterBuilder};
+pub use process::{spawn_tied, tied_command};
 pub use proxy::Proxy;
 pub use redis_server::{RedisServer, RedisServerBuilder};
 pub use topology::{Deployment, Kind, Topology};

@@ -5,8 +5,8 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use redis::{FromRedisValue, RedisResult, TlsCertificates, Value};
@@ -759,33 +759,9 @@ fn redis_server_binary() -> &'static Path {
         .unwrap_or_else(|| panic!("{NOT_FOUND}"))
 }
 
-/// Whether `setpriv --pdeathsig` works here (Linux, util-linux installed).
-fn pdeathsig_supported() -> bool {
-    static SUPPORTED: OnceLock<bool> = OnceLock::new();
-    *SUPPORTED.get_or_init(|| {
-        cfg!(target_os = "linux")
-            && Command::new("setpriv")
-                .args(["--pdeathsig", "KILL", "true"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|status| status.success())
-    })
-}
-
 /// Builds the command line of a server on `port` living in `dir`.
 fn server_command(port: u16, dir: &Path, config: &ServerConfig) -> io::Result<Command> {
-    let binary = redis_server_binary();
-    let mut cmd = if pdeathsig_supported() {
-        // The kernel kills the server when the spawning thread exits; see
-        // `spawn` for why that thread lives as long as the process.
-        let mut cmd = Command::new("setpriv");
-        cmd.args(["--pdeathsig", "KILL"]).arg(binary);
-        cmd
-    } else {
-        Command::new(binary)
-    };
+    let mut cmd = crate::process::tied_command(redis_server_binary());
     match &config.tls {
         None => {
             cmd.arg("--port").arg(port.to_string());
@@ -858,49 +834,13 @@ fn server_command(port: u16, dir: &Path, config: &ServerConfig) -> io::Result<Co
     Ok(cmd)
 }
 
-/// A request to the spawner thread and the channel for its answer.
-type SpawnRequest = (Command, mpsc::Sender<io::Result<Child>>);
-
-/// Spawns `cmd` from a dedicated thread that lives as long as the process.
-///
-/// `PR_SET_PDEATHSIG` fires when the *thread* that forked the child exits.
-/// Test threads end after each test, which would kill servers shared between
-/// tests, so children are forked from this long-lived thread instead; its
-/// death (at process exit, even by `SIGKILL`) then takes the servers down.
-fn spawn(cmd: Command) -> io::Result<Child> {
-    static SPAWNER: OnceLock<Option<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
-    let spawner = SPAWNER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<SpawnRequest>();
-        std::thread::Builder::new()
-            .name("redis-server-spawner".into())
-            .spawn(move || {
-                for (mut cmd, reply) in rx {
-                    let _ = reply.send(cmd.spawn());
-                }
-            })
-            .ok()
-            .map(|_| tx)
-    });
-    let Some(spawner) = spawner else {
-        let mut cmd = cmd;
-        return cmd.spawn();
-    };
-    let (reply_tx, reply_rx) = mpsc::channel();
-    spawner
-        .send((cmd, reply_tx))
-        .map_err(|_| io::Error::other("redis-server spawner thread is gone"))?;
-    reply_rx
-        .recv()
-        .map_err(|_| io::Error::other("redis-server spawner thread is gone"))?
-}
-
 /// Spawns a server on `port` and waits until *it* (not some other process
 /// that grabbed the port) answers `PING`. On failure the child is reaped and
 /// a description of the failure is returned.
 fn spawn_ready(port: u16, dir: &Path, config: &ServerConfig) -> Result<Child, String> {
     let cmd = server_command(port, dir, config)
         .map_err(|err| format!("cannot prepare {}: {err}", dir.display()))?;
-    let mut child = match spawn(cmd) {
+    let mut child = match crate::process::spawn_tied(cmd) {
         Ok(child) => child,
         Err(err) if err.kind() == io::ErrorKind::NotFound => panic!("{NOT_FOUND} ({err})"),
         Err(err) => panic!("failed to spawn redis-server: {err}"),

@@ -10,8 +10,6 @@ use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
@@ -75,7 +73,7 @@ impl Instance {
         let mut failures = Vec::new();
         for _ in 0..START_ATTEMPTS {
             let port = free_port();
-            let child = spawn(command(dir, &log, port, env))
+            let child = integration_tests::spawn_tied(command(dir, &log, port, env))
                 .unwrap_or_else(|e| panic!("cannot spawn the example binary: {e}"));
             let mut instance = Self {
                 index,
@@ -328,16 +326,8 @@ impl Drop for Fleet {
 /// The command line of one process: only the variables given (every inherited `REDIS_*`,
 /// `CACHE_*` and server variable removed), run in `dir`.
 fn command(dir: &Path, log: &Path, port: u16, env: &[(&'static str, String)]) -> Command {
-    let binary = env!("CARGO_BIN_EXE_example-crud-api");
-    let mut cmd = if pdeathsig_supported() {
-        // The kernel kills the process when the spawning thread exits (see `spawn`), so that
-        // a test binary that is killed leaves no server behind.
-        let mut cmd = Command::new("setpriv");
-        cmd.args(["--pdeathsig", "KILL"]).arg(binary);
-        cmd
-    } else {
-        Command::new(binary)
-    };
+    // Killed with the test binary, even by SIGKILL: no example process outlives a test.
+    let mut cmd = integration_tests::tied_command(env!("CARGO_BIN_EXE_example-crud-api"));
     let ours: HashSet<&str> = env.iter().map(|(n, _)| *n).collect();
     for (name, _) in std::env::vars_os() {
         let Some(name) = name.to_str() else { continue };
@@ -370,50 +360,4 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("a free loopback port")
         .port()
-}
-
-/// Whether `setpriv --pdeathsig` works here (Linux with util-linux).
-fn pdeathsig_supported() -> bool {
-    static SUPPORTED: OnceLock<bool> = OnceLock::new();
-    *SUPPORTED.get_or_init(|| {
-        cfg!(target_os = "linux")
-            && Command::new("setpriv")
-                .args(["--pdeathsig", "KILL", "true"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-    })
-}
-
-type SpawnRequest = (Command, mpsc::Sender<io::Result<Child>>);
-
-/// Spawns from one thread that lives as long as the test binary: the parent-death signal
-/// fires when the *thread* that forked the child exits, and test threads end after each test.
-fn spawn(cmd: Command) -> io::Result<Child> {
-    static SPAWNER: OnceLock<Option<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
-    let spawner = SPAWNER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<SpawnRequest>();
-        std::thread::Builder::new()
-            .name("example-spawner".into())
-            .spawn(move || {
-                for (mut cmd, reply) in rx {
-                    let _ = reply.send(cmd.spawn());
-                }
-            })
-            .ok()
-            .map(|_| tx)
-    });
-    let Some(spawner) = spawner else {
-        let mut cmd = cmd;
-        return cmd.spawn();
-    };
-    let (reply_tx, reply_rx) = mpsc::channel();
-    spawner
-        .send((cmd, reply_tx))
-        .map_err(|_| io::Error::other("spawner thread is gone"))?;
-    reply_rx
-        .recv()
-        .map_err(|_| io::Error::other("spawner thread is gone"))?
 }

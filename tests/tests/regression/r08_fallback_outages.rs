@@ -6,31 +6,30 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cache_runtime::{Cache, Mode};
-use integration_tests::RedisServer;
+use integration_tests::{Deployment, Kind, Topology};
 
 use crate::support::{self, SlowLoad, until_mode, user};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn r08_a_load_from_an_earlier_outage_is_not_served_in_a_later_one() {
-    let mut server = RedisServer::start();
-    let a = support::redis_with_fallback(&server).await;
-    let b = support::redis_only(&server).await;
+async fn r08_a_load_from_an_earlier_outage_is_not_served_in_a_later_one(kind: Kind) {
+    let mut redis = Topology::start(kind);
+    let a = support::redis_with_fallback(&redis).await;
+    let b = support::redis_only(&redis).await;
     let db = Arc::new(Mutex::new(user(1, "old")));
 
     // Outage 1: A reads in process; a slow load starts.
-    server.kill();
+    redis.kill();
     until_mode(&a, Mode::Memory).await;
     let slow = SlowLoad::start(&a, &db).await;
 
     // Redis returns; instance B writes through it.
-    server.restart();
+    redis.restart();
     until_mode(&a, Mode::Redis).await;
     until_mode(&b, Mode::Redis).await;
     *db.lock().unwrap() = user(1, "new");
     b.invalidate("users:*").await.unwrap();
 
     // Outage 2: the slow load finishes now.
-    server.kill();
+    redis.kill();
     until_mode(&a, Mode::Memory).await;
     assert_eq!(slow.finish().await, "old");
 
@@ -44,36 +43,34 @@ async fn r08_a_load_from_an_earlier_outage_is_not_served_in_a_later_one() {
 
 /// An entry the fallback stored in one outage is not served in the next: other instances may
 /// have invalidated it through Redis in between.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn r08_an_entry_from_an_earlier_outage_is_not_served_in_a_later_one() {
-    let mut server = RedisServer::start();
-    let a = support::redis_with_fallback(&server).await;
-    let b = support::redis_only(&server).await;
+async fn r08_an_entry_from_an_earlier_outage_is_not_served_in_a_later_one(kind: Kind) {
+    let mut redis = Topology::start(kind);
+    let a = support::redis_with_fallback(&redis).await;
+    let b = support::redis_only(&redis).await;
     let db = Mutex::new(user(1, "old"));
     let read = async |cache: &Cache| {
         let load = async { Ok::<_, ()>(db.lock().unwrap().clone()) };
         cache.get_or_load("users:1", None, load).await.unwrap().name
     };
-    server.kill();
+    redis.kill();
     until_mode(&a, Mode::Memory).await;
     assert_eq!(read(&a).await, "old");
-    server.restart();
+    redis.restart();
     until_mode(&a, Mode::Redis).await;
     until_mode(&b, Mode::Redis).await;
     *db.lock().unwrap() = user(1, "new");
     b.invalidate("users:*").await.unwrap();
-    server.kill();
+    redis.kill();
     until_mode(&a, Mode::Memory).await;
     assert_eq!(read(&a).await, "new");
 }
 
 /// The getters change nothing: an entry the fallback serves stays served however often mode,
 /// stats, health and Debug are read.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn r26_getters_have_no_side_effect() {
-    let mut server = RedisServer::start();
-    let cache = support::redis_with_fallback(&server).await;
-    server.kill();
+async fn r26_getters_have_no_side_effect(kind: Kind) {
+    let mut redis = Topology::start(kind);
+    let cache = support::redis_with_fallback(&redis).await;
+    redis.kill();
     until_mode(&cache, Mode::Memory).await;
     let loader = support::Loader::default();
     cache
@@ -93,18 +90,17 @@ async fn r26_getters_have_no_side_effect() {
 
 /// R9: while Redis is enabled but unreachable, in-process entries live at most
 /// `CACHE_FALLBACK_TTL`, whatever their own TTL: other instances may write meanwhile.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn r09_fallback_entries_live_at_most_the_fallback_ttl() {
-    let mut server = RedisServer::start();
-    let cache = Cache::builder()
-        .redis_url(server.url())
+async fn r09_fallback_entries_live_at_most_the_fallback_ttl(kind: Kind) {
+    let mut redis = Topology::start(kind);
+    let cache = redis
+        .cache_builder()
         .op_timeout(support::OP_TIMEOUT)
         .connect_timeout(Duration::from_millis(200))
         .fallback_ttl(Duration::from_millis(500))
         .build()
         .await
         .unwrap();
-    server.kill();
+    redis.kill();
     until_mode(&cache, Mode::Memory).await;
     let loader = support::Loader::default();
     let ttl = Some(Duration::from_secs(300));
@@ -123,3 +119,10 @@ async fn r09_fallback_entries_live_at_most_the_fallback_ttl() {
     .await;
     assert!(expired, "the entry outlived the fallback TTL");
 }
+
+integration_tests::on_every_topology!(
+    r08_a_load_from_an_earlier_outage_is_not_served_in_a_later_one,
+    r08_an_entry_from_an_earlier_outage_is_not_served_in_a_later_one,
+    r26_getters_have_no_side_effect,
+    r09_fallback_entries_live_at_most_the_fallback_ttl,
+);

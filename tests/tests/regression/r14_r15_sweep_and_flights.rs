@@ -7,22 +7,21 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use cache_runtime::{Cache, Mode};
-use integration_tests::RedisServer;
+use integration_tests::{Deployment, Kind, Topology};
 
 use crate::support;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn r14_a_big_clear_neither_times_out_nor_trips_the_breaker() {
-    let server = RedisServer::start();
-    let filler = support::redis_only(&server).await;
+async fn r14_a_big_clear_neither_times_out_nor_trips_the_breaker(kind: Kind) {
+    let redis = Topology::start(kind);
+    let filler = support::redis_only(&redis).await;
     let value = "x".repeat(2048);
     for chunk in (0..5_000).collect::<Vec<_>>().chunks(500) {
         let keys: Vec<String> = chunk.iter().map(|i| format!("users:{i}")).collect();
         let entries: Vec<(&str, &String)> = keys.iter().map(|k| (k.as_str(), &value)).collect();
         filler.set_many(&entries, None).await;
     }
-    let cache = Cache::builder()
-        .redis_url(server.url())
+    let cache = redis
+        .cache_builder()
         .op_timeout(Duration::from_millis(1))
         .failure_threshold(1)
         .build()
@@ -30,7 +29,7 @@ async fn r14_a_big_clear_neither_times_out_nor_trips_the_breaker() {
         .unwrap();
     let deleted = cache.clear_matching("users:*").await.unwrap();
     assert_eq!(deleted, 5_000);
-    let left: Vec<String> = server.query(&["KEYS", "users:*"]);
+    let left: Vec<String> = redis.query(&["KEYS", "users:*"]);
     assert!(left.is_empty(), "{} left", left.len());
     assert_eq!(
         cache.redis().unwrap().circuit(),
@@ -79,3 +78,5 @@ async fn r15_a_hung_load_holds_followers_only_until_the_flight_timeout() {
     assert_eq!(cache.mode(), Mode::Memory);
     hung.abort();
 }
+
+integration_tests::on_every_topology!(r14_a_big_clear_neither_times_out_nor_trips_the_breaker,);
