@@ -9,6 +9,26 @@ use crate::{RedisCluster, RedisServer};
 pub trait Deployment {
     /// A cache builder that reaches it (URL or cluster nodes, CA for TLS).
     fn cache_builder(&self) -> cache_runtime::CacheBuilder;
+
+    /// `n` caches on it, each with its own client (as `n` app instances would have), built by
+    /// `configure` from [`cache_builder`](Self::cache_builder).
+    ///
+    /// # Panics
+    /// If a cache cannot be built.
+    fn caches(
+        &self,
+        n: usize,
+        configure: impl Fn(cache_runtime::CacheBuilder) -> cache_runtime::CacheBuilder,
+    ) -> impl std::future::Future<Output = Vec<cache_runtime::Cache>> {
+        let builders: Vec<_> = (0..n).map(|_| configure(self.cache_builder())).collect();
+        async move {
+            let mut caches = Vec::with_capacity(n);
+            for builder in builders {
+                caches.push(builder.build().await.expect("a cache"));
+            }
+            caches
+        }
+    }
 }
 
 impl Deployment for RedisServer {

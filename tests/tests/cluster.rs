@@ -232,11 +232,12 @@ async fn one_dead_master_degrades_the_cache_without_errors() {
 async fn instances_on_one_cluster_never_read_stale() {
     const WRITES: u64 = 10_000;
     let cluster = RedisCluster::start();
-    let mut caches = Vec::new();
-    for _ in 0..3 {
-        let cache = on(&cluster).op_timeout(Duration::from_secs(2));
-        caches.push(cache.fallback(Fallback::None).build().await.unwrap());
-    }
+    let caches = cluster
+        .caches(3, |b| {
+            b.op_timeout(Duration::from_secs(2))
+                .fallback(Fallback::None)
+        })
+        .await;
     let db = AtomicU64::new(0);
     let mut stale = 0;
     for write in 1..=WRITES {

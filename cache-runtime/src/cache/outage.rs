@@ -197,6 +197,10 @@ impl CloseGate for OutageQueue {
         Box::pin(self.replay(self.replay_timeout()))
     }
 
+    fn holds_back(&self) -> bool {
+        self.len() > 0
+    }
+
     fn close_if_clear(&self, close: &mut dyn FnMut()) -> bool {
         let pending = lock(&self.pending);
         if !pending.is_empty() {

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Weak;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use super::breaker::Backoff;
 use super::{RedisClient, Shared};
@@ -23,6 +24,10 @@ pub(crate) trait CloseGate: Send + Sync {
     /// Calls `close` if nothing is held back, under the lock that new work is queued under, so
     /// that nothing can be queued between the check and the close. True if it called it.
     fn close_if_clear(&self, close: &mut dyn FnMut()) -> bool;
+
+    /// Whether the module holds something back that other instances are missing (then the
+    /// recovery retries sooner).
+    fn holds_back(&self) -> bool;
 }
 
 /// Clears the `recovering` flag however the task ends: finished, or dropped with its runtime,
@@ -37,13 +42,25 @@ impl Drop for Recovering {
     }
 }
 
+/// The longest wait between recovery attempts while invalidations are held back.
+const HOLDING_BACK_MAX_DELAY: Duration = Duration::from_millis(250);
+
 /// The task. `recovering` is moved in (not created inside), so that it is dropped with the
 /// future even if the future is never polled.
 pub(super) async fn recover(recovering: Recovering) {
     let weak = recovering.0.clone();
     let mut backoff = Backoff::new();
     loop {
-        tokio::time::sleep(backoff.next_delay()).await;
+        let mut delay = backoff.next_delay();
+        if let Some(shared) = weak.upgrade() {
+            let client = RedisClient { shared };
+            if client.gates().iter().any(|gate| gate.holds_back()) {
+                // Other instances may be reading what these invalidations would make stale
+                // (after a failover, say, they recover on their own): deliver them soon.
+                delay = delay.min(HOLDING_BACK_MAX_DELAY);
+            }
+        }
+        tokio::time::sleep(delay).await;
         let Some(shared) = weak.upgrade() else { return };
         if !shared.breaker.is_open() {
             return;
