@@ -410,9 +410,12 @@ async fn e6_an_entry_of_another_type_is_not_served() {
     let first = app.get(&format!("/users/{user}")).await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.text);
     let key = format!("users:{user}");
-    let gens: Vec<Option<u64>> =
-        app.redis()
-            .query(&["MGET", "__inv:*", "__inv:users:*", &format!("__inv:{key}")]);
+    let gens: Vec<Option<u64>> = app.redis().query(&[
+        "MGET",
+        "__inv:*",
+        "__inv:users:*",
+        &format!("__inv:{{{key}}}"),
+    ]);
     let gens: Vec<u64> = gens.into_iter().map(Option::unwrap_or_default).collect();
     let foreign = json!({"v": 1, "t": 0, "s": 42, "g": gens, "d": {"not": "a user"}});
     app.redis().cli(&["SET", &key, &foreign.to_string()]);

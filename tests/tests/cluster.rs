@@ -300,3 +300,28 @@ async fn a_prefix_with_braces_is_refused_on_a_cluster() {
     let fine = Cache::builder().redis_client(shared).prefix("app").build();
     assert!(fine.await.is_ok());
 }
+
+/// The exact marker shares its entry's slot (its name's hash tag is the entry's key): a hit of
+/// `users:1` reads three slots, not four, and invalidating `users:1` is one script call, which
+/// also deletes the entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exact_marker_lives_in_its_entrys_slot() {
+    let cluster = RedisCluster::start();
+    let cache = on(&cluster).fallback(Fallback::None).build().await.unwrap();
+    let db = AtomicU64::new(1);
+    assert_eq!(read(&cache, &db).await, 1);
+    cache.invalidate("users:1").await.unwrap(); // loads the script where it is needed
+    assert_eq!(read(&cache, &db).await, 1);
+    cluster.reset_stats();
+    assert_eq!(read(&cache, &db).await, 1);
+    assert_eq!(cache.stats().totals.hits, 1);
+    assert_eq!(cluster.command_calls("mget"), 3, "one MGET per slot read");
+    cluster.reset_stats();
+    cache.invalidate("users:1").await.unwrap();
+    // (Redis counts the DEL the script runs as a command too, so only the script is counted.)
+    assert_eq!(cluster.command_calls("evalsha"), 1, "one script");
+    assert!(
+        !cluster.query::<bool>(&["EXISTS", "users:1"]),
+        "the entry is gone"
+    );
+}

@@ -47,15 +47,22 @@ pub(crate) fn count(key: &str) -> usize {
     2 + key.bytes().filter(|&b| b == b':').count()
 }
 
+/// Where exact markers' names start: [`MARKER_NS`] and the opening of their hash tag.
+#[cfg(feature = "redis")]
+const EXACT_NS: &str = "__inv:{";
+
 #[cfg(feature = "redis")]
 impl Marker<'_> {
-    /// The marker's key in Redis, in parts: `<prefix>__inv:*`, `<prefix>__inv:users:*`,
-    /// `<prefix>__inv:users:42`.
-    pub(crate) fn name_parts<'a>(&'a self, prefix: &'a str) -> [&'a str; 4] {
+    /// The marker's key in Redis, in parts: `<prefix>__inv:*`, `<prefix>__inv:users:*`, and
+    /// `<prefix>__inv:{<prefix>users:42}` for the exact key: its hash tag is the entry's key
+    /// (which has no braces), so on a Redis Cluster the exact marker lives in its entry's slot:
+    /// a read touches one slot less, and an exact invalidation deletes the entry in the same
+    /// script call.
+    pub(crate) fn name_parts<'a>(&'a self, prefix: &'a str) -> [&'a str; 5] {
         match self {
-            Self::All => [prefix, MARKER_NS, "*", ""],
-            Self::Prefix(p) => [prefix, MARKER_NS, p, ":*"],
-            Self::Exact(k) => [prefix, MARKER_NS, k, ""],
+            Self::All => [prefix, MARKER_NS, "*", "", ""],
+            Self::Prefix(p) => [prefix, MARKER_NS, p, ":*", ""],
+            Self::Exact(k) => [prefix, EXACT_NS, prefix, k, "}"],
         }
     }
 
@@ -242,7 +249,7 @@ mod tests {
                 "p:__inv:*",
                 "p:__inv:users:*",
                 "p:__inv:users:42:*",
-                "p:__inv:users:42:tasks"
+                "p:__inv:{p:users:42:tasks}"
             ]
         );
         for key in ["users", "users:42", "a:b:c:d"] {

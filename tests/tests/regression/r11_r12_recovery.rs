@@ -35,7 +35,7 @@ async fn r11_a_large_replay_fits_on_a_slow_link() {
     .await;
     assert!(replayed, "the replay never fit: {:?}", cache.stats());
     for i in [0, 450, 899] {
-        let bumped: bool = server.query(&["EXISTS", &format!("__inv:users:{i}")]);
+        let bumped: bool = server.query(&["EXISTS", &format!("__inv:{{users:{i}}}")]);
         assert!(bumped, "users:{i} was replayed");
     }
     proxy.set_delay(Duration::ZERO);

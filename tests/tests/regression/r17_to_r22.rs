@@ -88,7 +88,7 @@ async fn r21_a_poisoned_marker_is_replaced() {
     };
     // Poisoned before an invalidation, then before a fill.
     server.cli(&["SET", "__inv:users:*", "garbage"]);
-    server.cli(&["HSET", "__inv:users:1", "f", "v"]);
+    server.cli(&["HSET", "__inv:{users:1}", "f", "v"]);
     cache.invalidate("users:*").await.unwrap();
     cache.invalidate("users:1").await.unwrap();
     assert_eq!(read("old").await, "old");

@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use ::redis::cluster_routing::{Route, SlotAddr};
 use ::redis::{
     ErrorKind, FromRedisValue, Pipeline, RedisResult, RedisWrite, Script, ServerErrorKind,
     ToRedisArgs, Value,
@@ -182,7 +183,7 @@ impl RedisCacheStore {
         let args = 1 + keys.iter().map(|k| 1 + markers::count(k)).sum::<usize>();
         let bytes = keys
             .iter()
-            .map(|k| (1 + markers::count(k)) * (prefix.len() + MARKER_NS.len() + k.len() + 2))
+            .map(|k| (1 + markers::count(k)) * (2 * prefix.len() + MARKER_NS.len() + k.len() + 3))
             .sum::<usize>();
         let mut cmd = ::redis::Cmd::with_capacity(args, bytes + 4);
         cmd.arg("MGET");
@@ -231,13 +232,24 @@ impl RedisCacheStore {
             if !conn.is_cluster() {
                 return Ok(vec![bump_on(conn, client, markers, exact, wait).await?]);
             }
+            // A marker's script also deletes the exact keys in its slot (an exact marker shares
+            // its entry's slot); any other exact key goes to one DEL, which redis-rs splits.
+            let slot = |key: &str| Route::with_key(key, SlotAddr::Master);
+            let (mut with_marker, mut alone) = (vec![Vec::new(); markers.len()], Vec::new());
+            for key in exact {
+                match markers.iter().position(|(name, _)| slot(name) == slot(key)) {
+                    Some(i) => with_marker[i].push(key.clone()),
+                    None => alone.push(key),
+                }
+            }
             let bumps = markers
                 .chunks(1)
-                .map(|marker| bump_on(conn.clone(), client, marker, &[], wait));
+                .zip(&with_marker)
+                .map(|(marker, keys)| bump_on(conn.clone(), client, marker, keys, wait));
             let delete = async {
-                if !exact.is_empty() {
+                if !alone.is_empty() {
                     ::redis::cmd("DEL")
-                        .arg(exact)
+                        .arg(&alone)
                         .exec_async(&mut conn.clone())
                         .await?;
                 }
