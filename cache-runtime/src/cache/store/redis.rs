@@ -11,8 +11,9 @@
 //!   someone else, or of another type) is replaced, never fatal (R21).
 //! * On a Redis Cluster an entry and its markers live in different slots. The MGET is split by
 //!   redis-rs per slot and sent in parallel (not atomic, and it need not be: see
-//!   ARCHITECTURE.md); every write is per slot: one script call per marker, the deletes as one
-//!   `DEL` that redis-rs splits, one `SET` per entry, all sent concurrently.
+//!   ARCHITECTURE.md); every write is per slot: one script call per marker (an exact marker's
+//!   also deletes its entry, which shares its slot), one `SET` per entry, all sent
+//!   concurrently.
 //! * With `REDIS_WAIT_REPLICAS`, every marker bump is followed by `WAIT` in the same pipeline
 //!   (same slot, same connection), and an unacknowledged bump counts as failed.
 
@@ -206,8 +207,9 @@ impl RedisCacheStore {
     }
 
     /// Bumps the markers of `patterns` and deletes their exact keys: one script call on one
-    /// Redis; on a cluster one per marker and a `DEL`, concurrently. With `REDIS_WAIT_REPLICAS`,
-    /// each script call is followed by `WAIT` and must be acknowledged.
+    /// Redis; on a cluster one per marker, concurrently, each deleting the exact keys of its
+    /// slot (and a `DEL` for any other). With `REDIS_WAIT_REPLICAS`, each script call is
+    /// followed by `WAIT` and must be acknowledged.
     pub(crate) async fn bump_in(&self, patterns: &[Pattern], mode: Mode) -> Result<(), StoreError> {
         let markers: Vec<(String, u64)> = patterns
             .iter()
