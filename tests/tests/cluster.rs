@@ -19,6 +19,15 @@ fn on(cluster: &RedisCluster) -> cache_runtime::CacheBuilder {
         .connect_timeout(Duration::from_millis(500))
 }
 
+/// Builds the cache and waits until it serves from Redis: connecting to every node of a
+/// cluster can outlast the connect timeout on a loaded machine (recovery then finishes it).
+async fn ready(builder: cache_runtime::CacheBuilder) -> Cache {
+    let cache = builder.build().await.unwrap();
+    let up = wait_until(Duration::from_secs(15), || cache.mode() == Mode::Redis).await;
+    assert!(up, "{:?}", cache.stats());
+    cache
+}
+
 /// Reads `users:1` through `cache`, loading the current version from the "database".
 async fn read(cache: &Cache, db: &AtomicU64) -> u64 {
     let load = async { Ok::<_, ()>(db.load(Ordering::SeqCst)) };
@@ -40,13 +49,8 @@ async fn a_failover_loses_no_invalidation_and_serves_nothing_stale() {
         .replicas(1)
         .node_timeout_ms(1_000)
         .start();
-    let writer = on(&cluster).wait_replicas(1).build().await.unwrap();
-    let reader = on(&cluster)
-        .wait_replicas(1)
-        .fallback(Fallback::None)
-        .build()
-        .await
-        .unwrap();
+    let writer = ready(on(&cluster).wait_replicas(1)).await;
+    let reader = ready(on(&cluster).wait_replicas(1).fallback(Fallback::None)).await;
     let db = Arc::new(AtomicU64::new(0));
     let victim = cluster.master_of(USERS_MARKER);
 
@@ -134,11 +138,7 @@ async fn invalidation_then_failover_before_replication(wait_replicas: u32) -> u6
         .node_timeout_ms(1_000)
         .requirepass("s3cret")
         .start();
-    let cache = on(&cluster)
-        .wait_replicas(wait_replicas)
-        .build()
-        .await
-        .unwrap();
+    let cache = ready(on(&cluster).wait_replicas(wait_replicas)).await;
     let db = AtomicU64::new(1);
     assert_eq!(read(&cache, &db).await, 1);
     assert_eq!(read(&cache, &db).await, 1, "cached");
@@ -169,7 +169,7 @@ async fn invalidation_then_failover_before_replication(wait_replicas: u32) -> u6
         "{:?}",
         cache.stats()
     );
-    let other = on(&cluster).build().await.unwrap();
+    let other = ready(on(&cluster)).await;
     read(&other, &db).await
 }
 
@@ -192,7 +192,7 @@ async fn without_wait_replicas_a_failover_can_roll_an_invalidation_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_dead_master_degrades_the_cache_without_errors() {
     let mut cluster = RedisCluster::builder().persistent().start();
-    let cache = on(&cluster).build().await.unwrap();
+    let cache = ready(on(&cluster)).await;
     let health = cache.health().await.redis.unwrap();
     assert!(health.reachable);
     assert_eq!(health.nodes.len(), 3, "{health:?}");
@@ -236,6 +236,7 @@ async fn instances_on_one_cluster_never_read_stale() {
         .caches(3, |b| {
             b.op_timeout(Duration::from_secs(2))
                 .fallback(Fallback::None)
+                .connect_timeout(Duration::from_secs(5))
         })
         .await;
     let db = AtomicU64::new(0);
@@ -270,7 +271,7 @@ async fn instances_on_one_cluster_never_read_stale() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_cluster_with_a_password_serves_hits() {
     let cluster = RedisCluster::builder().tls().requirepass("s3cret").start();
-    let cache = on(&cluster).fallback(Fallback::None).build().await.unwrap();
+    let cache = ready(on(&cluster).fallback(Fallback::None)).await;
     assert_eq!(cache.mode(), Mode::Redis);
     let db = AtomicU64::new(7);
     assert_eq!(read(&cache, &db).await, 7);
@@ -307,7 +308,7 @@ async fn a_prefix_with_braces_is_refused_on_a_cluster() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exact_marker_lives_in_its_entrys_slot() {
     let cluster = RedisCluster::start();
-    let cache = on(&cluster).fallback(Fallback::None).build().await.unwrap();
+    let cache = ready(on(&cluster).fallback(Fallback::None)).await;
     let db = AtomicU64::new(1);
     assert_eq!(read(&cache, &db).await, 1);
     cache.invalidate("users:1").await.unwrap(); // loads the script where it is needed

@@ -220,6 +220,12 @@ impl Cache {
 
     /// Invalidates several patterns at once (one round trip; see `Degrading::bump`).
     pub(crate) async fn invalidate_patterns(&self, patterns: &[Pattern]) {
+        self.invalidate_patterns_as(patterns, None).await;
+    }
+
+    /// `admin`: the timeout of an administrative invalidation (`clear`), which does not count
+    /// against Redis when it times out; `None` for a request's.
+    async fn invalidate_patterns_as(&self, patterns: &[Pattern], admin: Option<Duration>) {
         if patterns.is_empty() {
             return;
         }
@@ -230,7 +236,11 @@ impl Cache {
             };
             self.inner.stats.record(name, Event::Invalidation);
         }
-        if let Err(e) = self.inner.store.bump(patterns).await {
+        let bumped = match admin {
+            Some(timeout) => self.inner.store.bump_for_admin(patterns, timeout).await,
+            None => self.inner.store.bump(patterns).await,
+        };
+        if let Err(e) = bumped {
             tracing::warn!(error = %e, ?patterns, "invalidation queued until redis returns");
             self.inner.stats.record("*", Event::Error);
         }
@@ -254,7 +264,9 @@ impl Cache {
     /// A malformed pattern.
     pub async fn clear_matching(&self, pattern: &str) -> Result<u64, KeyError> {
         let parsed = Pattern::parse(pattern)?;
-        self.invalidate_patterns(std::slice::from_ref(&parsed))
+        // Administration, like the sweep below: a timeout of its own, not the breaker's.
+        let admin = self.inner.config.op_timeout.max(Duration::from_secs(1));
+        self.invalidate_patterns_as(std::slice::from_ref(&parsed), Some(admin))
             .await;
         let under = match &parsed {
             Pattern::All => String::new(),
@@ -334,7 +346,20 @@ impl Cache {
                 return true;
             }
             let flushed = tokio::time::timeout(deadline, async {
-                redis.reconnect_if_dead().await && queue.replay(deadline).await
+                if !redis.reconnect_if_dead().await {
+                    return false;
+                }
+                loop {
+                    if !queue.replay(deadline).await {
+                        return false;
+                    }
+                    // The recovery task may be replaying too: done only when its replay has
+                    // landed (one that fails puts its patterns back, for the next round).
+                    if queue.len() == 0 {
+                        return true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
             })
             .await
             .unwrap_or(false);

@@ -9,12 +9,13 @@ use cache_runtime::{Cache, Fallback};
 use integration_tests::Deployment;
 
 /// A cache on `redis` with no fallback, so a Redis failure cannot hide behind the memory store.
-/// Its generous operation timeout keeps a loaded machine from tripping the breaker in tests that
-/// are not about timeouts.
+/// Its generous timeouts keep a loaded machine from tripping the breaker, or from starting it
+/// degraded (a cluster connects to every node), in tests that are not about timeouts.
 pub async fn redis_only(redis: &impl Deployment) -> Cache {
     redis
         .cache_builder()
         .op_timeout(Duration::from_secs(2))
+        .connect_timeout(Duration::from_secs(5))
         .fallback(Fallback::None)
         .build()
         .await

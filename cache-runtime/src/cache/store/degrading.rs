@@ -110,6 +110,50 @@ impl Degrading {
     }
 }
 
+impl Degrading {
+    /// [`CacheStore::bump`] for administration (`clear`): within `timeout` rather than the
+    /// operation timeout, and a timeout does not count against Redis (a failure still queues
+    /// the patterns and stops Redis from serving until they are replayed).
+    pub(crate) async fn bump_for_admin(
+        &self,
+        patterns: &[Pattern],
+        timeout: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        self.bump_as(patterns, Some(timeout)).await
+    }
+
+    async fn bump_as(
+        &self,
+        patterns: &[Pattern],
+        admin: Option<std::time::Duration>,
+    ) -> Result<(), StoreError> {
+        if let Some(memory) = &self.memory {
+            memory.bump_now(patterns);
+        }
+        #[cfg(feature = "redis")]
+        if let Some((redis, queue)) = &self.redis {
+            if queue.hold_if_down(patterns) {
+                tracing::debug!(?patterns, "redis down; invalidation queued");
+                if redis.client().answers_while_open() {
+                    // Redis answers but may not serve (its replicas could not confirm an
+                    // invalidation): other instances read from it, so tell them now too.
+                    let best_effort = super::redis::Mode::BestEffort(redis.client().op_timeout());
+                    let _ = redis.bump_in(patterns, best_effort).await;
+                }
+                return Ok(());
+            }
+            let mode = admin.map_or(super::redis::Mode::Guarded, super::redis::Mode::Unguarded);
+            if let Err(e) = redis.bump_in(patterns, mode).await {
+                queue.hold_failed(patterns);
+                return Err(e);
+            }
+        }
+        #[cfg(not(feature = "redis"))]
+        let _ = admin;
+        Ok(())
+    }
+}
+
 impl CacheStore for Degrading {
     async fn fetch(&self, keys: &[&str], budget: &mut Budget) -> Result<Vec<Fetched>, StoreError> {
         #[cfg(not(feature = "redis"))]
@@ -202,27 +246,7 @@ impl CacheStore for Degrading {
     /// the patterns wait in the outage queue (`Ok`). `Err` means the send failed: the patterns
     /// are queued then too, and Redis stops serving until they are replayed.
     async fn bump(&self, patterns: &[Pattern]) -> Result<(), StoreError> {
-        if let Some(memory) = &self.memory {
-            memory.bump_now(patterns);
-        }
-        #[cfg(feature = "redis")]
-        if let Some((redis, queue)) = &self.redis {
-            if queue.hold_if_down(patterns) {
-                tracing::debug!(?patterns, "redis down; invalidation queued");
-                if redis.client().answers_while_open() {
-                    // Redis answers but may not serve (its replicas could not confirm an
-                    // invalidation): other instances read from it, so tell them now too.
-                    let best_effort = super::redis::Mode::BestEffort(redis.client().op_timeout());
-                    let _ = redis.bump_in(patterns, best_effort).await;
-                }
-                return Ok(());
-            }
-            if let Err(e) = redis.bump(patterns).await {
-                queue.hold_failed(patterns);
-                return Err(e);
-            }
-        }
-        Ok(())
+        self.bump_as(patterns, None).await
     }
 
     async fn sweep(&self, under: &str) -> Result<u64, StoreError> {
