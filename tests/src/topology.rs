@@ -1,6 +1,9 @@
 //! One Redis or a Redis Cluster behind one interface, so that a suite is written once and run
 //! on both (see [`on_every_topology!`](crate::on_every_topology)).
 
+use std::path::Path;
+
+use cache_runtime::Cache;
 use redis::FromRedisValue;
 
 use crate::{RedisCluster, RedisServer};
@@ -33,27 +36,33 @@ pub trait Deployment {
 
 impl Deployment for RedisServer {
     fn cache_builder(&self) -> cache_runtime::CacheBuilder {
-        let builder = cache_runtime::Cache::builder().redis_url(self.url());
-        match self.ca_cert_path() {
-            Some(ca) => builder.redis_tls_ca(ca),
-            None => builder,
-        }
+        trusting(self.ca_cert_path(), Cache::builder().redis_url(self.url()))
     }
 }
 
 impl Deployment for RedisCluster {
     fn cache_builder(&self) -> cache_runtime::CacheBuilder {
-        let builder = cache_runtime::Cache::builder().redis_cluster(self.urls());
-        match self.ca_cert_path() {
-            Some(ca) => builder.redis_tls_ca(ca),
-            None => builder,
-        }
+        trusting(
+            self.ca_cert_path(),
+            Cache::builder().redis_cluster(self.urls()),
+        )
+    }
+}
+
+/// `builder`, trusting `ca` when the deployment speaks TLS.
+fn trusting(
+    ca: Option<&Path>,
+    builder: cache_runtime::CacheBuilder,
+) -> cache_runtime::CacheBuilder {
+    match ca {
+        Some(ca) => builder.redis_tls_ca(ca),
+        None => builder,
     }
 }
 
 impl Deployment for Topology {
     fn cache_builder(&self) -> cache_runtime::CacheBuilder {
-        cache_runtime::Cache::builder().config(self.config())
+        Cache::builder().config(self.config())
     }
 }
 
