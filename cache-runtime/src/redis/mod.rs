@@ -11,6 +11,7 @@
 mod breaker;
 mod conn;
 mod recovery;
+mod script;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +24,7 @@ use tokio::sync::watch;
 pub use breaker::Circuit;
 pub(crate) use conn::{Connection, Node};
 pub(crate) use recovery::CloseGate;
+pub(crate) use script::{Lua, with_script};
 
 use crate::config::{Config, ConfigError};
 use crate::sync::{lock, read};

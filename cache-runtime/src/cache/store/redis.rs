@@ -18,21 +18,17 @@
 //!   (same slot, same connection), and an unacknowledged bump counts as failed.
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use ::redis::cluster_routing::{Route, SlotAddr};
-use ::redis::{
-    ErrorKind, FromRedisValue, Pipeline, RedisResult, RedisWrite, Script, ServerErrorKind,
-    ToRedisArgs, Value,
-};
+use ::redis::{FromRedisValue, Pipeline, RedisResult, RedisWrite, ToRedisArgs, Value};
 use futures_util::future::try_join_all;
 
 use super::{Budget, CacheStore, Fetched, Fill, Origin, Raw, StoreError};
 use crate::cache::codec::ENTRY_MAGIC;
 use crate::cache::key::{MARKER_NS, Pattern};
 use crate::cache::markers::{self, Marker};
-use crate::redis::{Connection, Node, RedisClient};
+use crate::redis::{Connection, Lua, Node, RedisClient, with_script};
 
 /// Gives markers new generations and deletes entries. `KEYS`: the markers, then the entries;
 /// `ARGV[1]`: the number of markers, `ARGV[1 + i]`: marker i's TTL in ms (0: none). Returns the
@@ -99,29 +95,6 @@ for _, k in ipairs(KEYS) do
   end
 end
 return n";
-
-/// A Lua script, called by its SHA1 (`EVALSHA`) and loaded where it is missing.
-struct Lua {
-    code: &'static str,
-    sha: OnceLock<String>,
-}
-
-impl Lua {
-    const fn new(code: &'static str) -> Self {
-        Self {
-            code,
-            sha: OnceLock::new(),
-        }
-    }
-
-    /// Appends `EVALSHA <sha>` to `pipeline`; the key count, keys and arguments follow.
-    fn call<'p>(&self, pipeline: &'p mut Pipeline) -> &'p mut Pipeline {
-        let sha = self
-            .sha
-            .get_or_init(|| Script::new(self.code).get_hash().to_owned());
-        pipeline.cmd("EVALSHA").arg(sha)
-    }
-}
 
 /// Keys per SCAN page and per sweep script call: small enough that one call never blocks
 /// Redis noticeably for other clients.
@@ -297,26 +270,6 @@ async fn bump_on(
         client.wait_for_replicas(&mut pipeline);
     }
     with_script(conn, &BUMP, &markers[0].0, &pipeline).await
-}
-
-/// Runs `pipeline`, whose scripts are `EVALSHA`s of `lua` on the slot of `key`. A node without
-/// the script (restarted, or a replica just promoted: script caches are not replicated) gets
-/// it loaded, and the pipeline runs again.
-async fn with_script(
-    mut conn: Connection,
-    lua: &Lua,
-    key: &str,
-    pipeline: &Pipeline,
-) -> RedisResult<Vec<Value>> {
-    match pipeline.query_async(&mut conn).await {
-        Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-            let mut load = ::redis::cmd("SCRIPT");
-            load.arg("LOAD").arg(lua.code);
-            conn.command_at_key(key, load).await?;
-            pipeline.query_async(&mut conn).await
-        }
-        other => other,
-    }
 }
 
 impl CacheStore for RedisCacheStore {
