@@ -336,7 +336,7 @@ fn millis_of(d: Duration) -> u64 {
 }
 
 /// A positive integer no larger than `max`.
-fn bounded(name: &str, value: &str, max: u64) -> Result<u64, ConfigError> {
+pub(crate) fn bounded(name: &str, value: &str, max: u64) -> Result<u64, ConfigError> {
     match value.parse::<u64>() {
         Ok(n) if n > 0 && n <= max => Ok(n),
         Ok(n) if n > max => Err(ConfigError::invalid(
@@ -352,7 +352,7 @@ fn bounded(name: &str, value: &str, max: u64) -> Result<u64, ConfigError> {
     }
 }
 
-fn boolean(name: &str, value: &str) -> Result<bool, ConfigError> {
+pub(crate) fn boolean(name: &str, value: &str) -> Result<bool, ConfigError> {
     match value.to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" => Ok(false),

@@ -50,6 +50,8 @@ mod context;
 mod error;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "sessions")]
+pub mod session;
 mod sync;
 
 #[doc(hidden)]

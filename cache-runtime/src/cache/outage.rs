@@ -185,7 +185,7 @@ impl OutageQueue {
     }
 
     fn replay_timeout(&self) -> Duration {
-        self.client().op_timeout().max(Duration::from_secs(1))
+        self.client().admin_timeout()
     }
 }
 

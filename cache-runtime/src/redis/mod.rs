@@ -407,6 +407,59 @@ impl RedisClient {
         lock(&self.shared.gates).push(gate);
     }
 
+    /// The timeout of administrative operations (sweeps, scans, replays): the operation
+    /// timeout, at least a second. They run unguarded: a big keyspace must not make this
+    /// instance, or any other, stop using Redis.
+    pub(crate) fn admin_timeout(&self) -> Duration {
+        self.shared.op_timeout.max(Duration::from_secs(1))
+    }
+
+    /// Every master with slots; on one Redis `[None]`, the server.
+    pub(crate) async fn masters(&self) -> Result<Vec<Option<Node>>, Error> {
+        let nodes = self
+            .run_unguarded(self.admin_timeout(), |mut c| async move { c.nodes().await })
+            .await?;
+        Ok(if nodes.is_empty() {
+            vec![None]
+        } else {
+            nodes
+                .into_iter()
+                .filter(|n| n.serving_master)
+                .map(Some)
+                .collect()
+        })
+    }
+
+    /// Every key that starts with `prefix`, on every master (SCAN, administrative timeout per
+    /// page).
+    pub(crate) async fn keys_under(&self, prefix: &str) -> Result<Vec<String>, Error> {
+        let pattern = format!("{}*", glob_escape(prefix));
+        let mut found = Vec::new();
+        for node in &self.masters().await? {
+            let mut cursor: u64 = 0;
+            loop {
+                let mut scan = ::redis::cmd("SCAN");
+                scan.arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(100);
+                let (next, keys): (u64, Vec<String>) = self
+                    .run_unguarded(self.admin_timeout(), |mut c| async move {
+                        ::redis::from_redis_value(c.command_on(node.as_ref(), scan).await?)
+                            .map_err(RedisError::from)
+                    })
+                    .await?;
+                found.extend(keys);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok(found)
+    }
+
     /// The operation timeout this client was built with.
     pub(crate) fn op_timeout(&self) -> Duration {
         self.shared.op_timeout
@@ -444,6 +497,18 @@ impl RedisClient {
         }
         Ok(replies)
     }
+}
+
+/// `s` with SCAN MATCH's metacharacters escaped: a pattern matching `s` literally.
+pub(crate) fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn micros(d: Duration) -> u64 {

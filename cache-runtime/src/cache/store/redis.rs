@@ -28,7 +28,7 @@ use super::{Budget, CacheStore, Fetched, Fill, Origin, Raw, StoreError};
 use crate::cache::codec::ENTRY_MAGIC;
 use crate::cache::key::{MARKER_NS, Pattern};
 use crate::cache::markers::{self, Marker};
-use crate::redis::{Connection, Lua, Node, RedisClient, with_script};
+use crate::redis::{Connection, Lua, RedisClient, glob_escape, with_script};
 
 /// Gives markers new generations and deletes entries. `KEYS`: the markers, then the entries;
 /// `ARGV[1]`: the number of markers, `ARGV[1 + i]`: marker i's TTL in ms (0: none). Returns the
@@ -413,20 +413,8 @@ impl CacheStore for RedisCacheStore {
         let marker_ns = format!("{}{MARKER_NS}", self.prefix);
         // Administration: its own, longer timeout, and no say in the breaker (a big keyspace
         // must not make this instance, or any other, stop using Redis).
-        let timeout = self.client.op_timeout().max(Duration::from_secs(1));
-        let nodes = self
-            .client
-            .run_unguarded(timeout, |mut c| async move { c.nodes().await })
-            .await?;
-        let masters: Vec<Option<Node>> = if nodes.is_empty() {
-            vec![None]
-        } else {
-            nodes
-                .into_iter()
-                .filter(|n| n.serving_master)
-                .map(Some)
-                .collect()
-        };
+        let timeout = self.client.admin_timeout();
+        let masters = self.client.masters().await?;
         let mut deleted = 0;
         for node in &masters {
             let node = node.as_ref();
@@ -570,17 +558,6 @@ fn parse_gen(bytes: &[u8]) -> u64 {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
-}
-
-fn glob_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 #[cfg(test)]
