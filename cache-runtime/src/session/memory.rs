@@ -28,7 +28,7 @@ struct State {
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| millis(d))
+        .map_or(0, millis)
 }
 
 fn alive(record: &Record, now: u64, config: &SessionConfig) -> bool {

@@ -43,8 +43,11 @@
 //!   after one operation timeout, then at once while the breaker is open: never a silent new
 //!   session, never an anonymous or another user's one.
 
+mod jwt;
 mod memory;
 mod redis;
+
+pub use jwt::{Claims, Jwt, MIN_SECRET_BYTES};
 
 use std::fmt;
 use std::sync::Arc;

@@ -1,6 +1,7 @@
 //! Web framework integration (feature `axum`): a tower layer that runs every request in a
 //! cache's [`scope`](crate::scope), so the annotated functions a handler calls use the cache of
 //! the app that received the request. It is plain tower, so it fits axum, tonic or hyper alike.
+//! With `sessions`, [`auth`]: the session and principal extractors.
 
 use std::task::{Context, Poll};
 
@@ -9,6 +10,9 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::Cache;
+
+#[cfg(feature = "sessions")]
+pub mod auth;
 
 /// Runs each request in `cache`'s scope.
 ///
