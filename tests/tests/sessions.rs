@@ -138,7 +138,10 @@ async fn lifecycle(backend: Backend) {
     assert_eq!(got.role, "user");
 
     let updated = store
-        .update(&id, patch(&[("theme", json!("dark")), ("cart", Value::Null)]))
+        .update(
+            &id,
+            patch(&[("theme", json!("dark")), ("cart", Value::Null)]),
+        )
         .await
         .unwrap()
         .expect("alive");
@@ -179,16 +182,29 @@ async fn redis_holds_a_hash_of_the_id_never_the_id(backend: Backend) {
     }
     // The record is found by the id's hash: the hint is its first characters.
     let record = keys.iter().find(|k| !k.contains(":user:")).unwrap();
-    assert!(record.starts_with(&format!("session:{}", id.hint())), "{record}");
+    assert!(
+        record.starts_with(&format!("session:{}", id.hint())),
+        "{record}"
+    );
 }
 
 async fn a_client_chosen_id_is_never_adopted(backend: Backend) {
     let s = Setup::new(backend, 1, long()).await;
     let chosen = SessionId::parse(&"ab".repeat(32)).unwrap();
     assert_eq!(s.store().get(&chosen).await.unwrap(), None);
-    assert_eq!(s.store().update(&chosen, patch(&[("a", json!(1))])).await.unwrap(), None);
+    assert_eq!(
+        s.store()
+            .update(&chosen, patch(&[("a", json!(1))]))
+            .await
+            .unwrap(),
+        None
+    );
     assert_eq!(s.store().regenerate(&chosen).await.unwrap(), None);
-    assert!(s.keys().is_empty(), "an unknown id created something: {:?}", s.keys());
+    assert!(
+        s.keys().is_empty(),
+        "an unknown id created something: {:?}",
+        s.keys()
+    );
     let (id, _) = s.store().create(new("7")).await.unwrap();
     assert_ne!(id, chosen);
 }
@@ -200,12 +216,18 @@ async fn idle_timeout_slides_and_ends(backend: Backend) {
     // Used every 500 ms for 3 s (twice the idle timeout): it stays.
     for _ in 0..6 {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert!(store.get(&id).await.unwrap().is_some(), "ended while in use");
+        assert!(
+            store.get(&id).await.unwrap().is_some(),
+            "ended while in use"
+        );
     }
     // Left alone past the idle timeout: gone, and an update cannot bring it back.
     tokio::time::sleep(Duration::from_millis(1_900)).await;
     assert_eq!(store.get(&id).await.unwrap(), None);
-    assert_eq!(store.update(&id, patch(&[("a", json!(1))])).await.unwrap(), None);
+    assert_eq!(
+        store.update(&id, patch(&[("a", json!(1))])).await.unwrap(),
+        None
+    );
     assert!(store.list_user("7").await.unwrap().is_empty());
 }
 
@@ -215,13 +237,21 @@ async fn absolute_timeout_ends_a_session_in_use(backend: Backend) {
     let (id, created) = store.create(new("7")).await.unwrap();
     let started = Instant::now();
     while started.elapsed() < Duration::from_millis(1_700) {
-        let got = store.get(&id).await.unwrap().expect("alive before the absolute timeout");
+        let got = store
+            .get(&id)
+            .await
+            .unwrap()
+            .expect("alive before the absolute timeout");
         assert_eq!(got.absolute_expires_at, created.absolute_expires_at);
         assert!(got.expires_at <= got.absolute_expires_at);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(store.get(&id).await.unwrap(), None, "outlived its absolute timeout");
+    assert_eq!(
+        store.get(&id).await.unwrap(),
+        None,
+        "outlived its absolute timeout"
+    );
 }
 
 async fn concurrent_updates_of_different_fields_all_survive(backend: Backend) {
@@ -295,9 +325,15 @@ async fn regenerate_moves_the_data_and_kills_the_old_id(backend: Backend) {
     assert_eq!(store.get(&old).await.unwrap(), None);
     assert_eq!(moved.data, created.data);
     assert_eq!(moved.created_at, created.created_at);
-    assert_eq!(moved.absolute_expires_at, created.absolute_expires_at, "rotation extended it");
+    assert_eq!(
+        moved.absolute_expires_at, created.absolute_expires_at,
+        "rotation extended it"
+    );
     assert!(moved.last_accessed > created.last_accessed);
-    assert_eq!(store.get(&new_id).await.unwrap().unwrap().data, created.data);
+    assert_eq!(
+        store.get(&new_id).await.unwrap().unwrap().data,
+        created.data
+    );
     let listed = store.list_user("7").await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].id_hint, new_id.hint());
@@ -334,7 +370,10 @@ async fn delete_user_ends_every_session_across_instances(backend: Backend) {
     for (i, id) in ids.iter().enumerate() {
         assert_eq!(s.stores[i % 3].get(id).await.unwrap(), None);
     }
-    assert!(s.store().get(&other).await.unwrap().is_some(), "another user's session ended");
+    assert!(
+        s.store().get(&other).await.unwrap().is_some(),
+        "another user's session ended"
+    );
     assert!(s.store().list_user("7").await.unwrap().is_empty());
 }
 
@@ -389,7 +428,10 @@ fn a_million_ids_are_distinct_and_uniform() {
     let expected = (N as u64 * 32) / 256;
     for (value, &count) in counts.iter().enumerate() {
         let off = count.abs_diff(expected);
-        assert!(off < expected * 3 / 200, "byte {value}: {count} vs {expected}");
+        assert!(
+            off < expected * 3 / 200,
+            "byte {value}: {count} vs {expected}"
+        );
     }
     // Chi-squared over 255 degrees of freedom: far above 400 means bias.
     let chi: f64 = counts
@@ -404,15 +446,32 @@ async fn a_record_of_another_type_or_shape_is_a_miss_not_a_panic() {
     let s = Setup::new(Backend::Redis(Kind::Single), 1, long()).await;
     let redis = s.redis.as_ref().unwrap();
     let (id, _) = s.store().create(new("7")).await.unwrap();
-    let key = s.keys().into_iter().find(|k| !k.contains(":user:")).unwrap();
+    let key = s
+        .keys()
+        .into_iter()
+        .find(|k| !k.contains(":user:"))
+        .unwrap();
     redis.query::<()>(&["DEL", &key]);
     redis.query::<()>(&["SET", &key, "not a session"]);
     assert_eq!(s.store().get(&id).await.unwrap(), None);
-    assert_eq!(s.store().update(&id, patch(&[("a", json!(1))])).await.unwrap(), None);
+    assert_eq!(
+        s.store()
+            .update(&id, patch(&[("a", json!(1))]))
+            .await
+            .unwrap(),
+        None
+    );
     redis.query::<()>(&["DEL", &key]);
     redis.query::<()>(&["HSET", &key, "uid", "7", "a", "garbage"]);
     assert_eq!(s.store().get(&id).await.unwrap(), None);
-    assert!(!s.store().list_user("7").await.unwrap().iter().any(|l| l.id_hint == id.hint()));
+    assert!(
+        !s.store()
+            .list_user("7")
+            .await
+            .unwrap()
+            .iter()
+            .any(|l| l.id_hint == id.hint())
+    );
 }
 
 /// Redis enabled but down: every operation answers `Unavailable` (never a new or empty
@@ -431,17 +490,34 @@ async fn redis_down_is_unavailable_fast_never_a_session() {
     redis.kill();
     for _ in 0..5 {
         let started = Instant::now();
-        assert!(matches!(store.get(&id).await, Err(SessionError::Unavailable)));
-        assert!(started.elapsed() < support::OP_TIMEOUT * 3, "{:?}", started.elapsed());
+        assert!(matches!(
+            store.get(&id).await,
+            Err(SessionError::Unavailable)
+        ));
+        assert!(
+            started.elapsed() < support::OP_TIMEOUT * 3,
+            "{:?}",
+            started.elapsed()
+        );
     }
-    assert!(matches!(store.create(new("8")).await, Err(SessionError::Unavailable)));
-    assert!(matches!(store.delete_user("7").await, Err(SessionError::Unavailable)));
+    assert!(matches!(
+        store.create(new("8")).await,
+        Err(SessionError::Unavailable)
+    ));
+    assert!(matches!(
+        store.delete_user("7").await,
+        Err(SessionError::Unavailable)
+    ));
     assert!(!cache.redis().unwrap().available(), "the breaker opened");
     let started = Instant::now();
     for _ in 0..1_000 {
         assert!(store.get(&id).await.is_err());
     }
-    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(store.stats().unavailable >= 1_000);
 
     // Back: the session, kept by Redis... not persistent here, so the store answers "gone"
