@@ -40,6 +40,12 @@ pub enum Error {
         /// What was wrong.
         message: String,
     },
+    /// 400 / 401 / 403 / 503 from authentication (503 with `Retry-After`).
+    #[error("{0}")]
+    Auth(#[from] cache_runtime::axum::auth::AuthRejection),
+    /// 500: something that should not fail did (no OS random source); logged, not returned.
+    #[error("{0}")]
+    Internal(String),
     /// 503 when no connection could be had, else 500; details are logged, not returned.
     #[error("database error: {0}")]
     Database(#[from] DbErr),
@@ -67,16 +73,21 @@ impl Error {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Rejected { status, .. } => *status,
+            Self::Auth(rejection) => rejection.status(),
             Self::Database(DbErr::ConnectionAcquire(_) | DbErr::Conn(_)) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            Self::Database(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Database(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
+        if let Self::Auth(rejection) = self {
+            // Same `{"error": ..}` shape, plus `Retry-After` on 503.
+            return rejection.into_response();
+        }
         let status = self.status();
         let message = match &self {
             Self::Database(err) => {
@@ -87,6 +98,10 @@ impl IntoResponse for Error {
                 } else {
                     "internal database error".to_owned()
                 }
+            }
+            Self::Internal(cause) => {
+                tracing::error!(cause, "internal error");
+                "internal error".to_owned()
             }
             other => other.to_string(),
         };

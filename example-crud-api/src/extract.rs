@@ -101,3 +101,22 @@ impl<S: Send + Sync> FromRequestParts<S> for Id {
         })
     }
 }
+
+/// The caller, who must be an admin (session or token): 401 without credentials, 403 for
+/// anyone else.
+#[derive(Debug, Clone)]
+pub struct Admin(pub cache_runtime::axum::auth::Principal);
+
+impl FromRequestParts<crate::AppState> for Admin {
+    type Rejection = Error;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &crate::AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let principal =
+            cache_runtime::axum::auth::Principal::from_request_parts(parts, state).await?;
+        principal.require_admin()?;
+        Ok(Self(principal))
+    }
+}

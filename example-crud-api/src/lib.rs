@@ -32,6 +32,8 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use cache_runtime::Cache;
 use cache_runtime::axum::CacheLayer;
+use cache_runtime::axum::auth::Auth;
+use cache_runtime::session::{Jwt, SessionConfig, SessionStore};
 use sea_orm::DatabaseConnection;
 
 mod db;
@@ -53,7 +55,8 @@ pub use routes::openapi::openapi;
 
 use crate::metrics::Metrics;
 
-/// What every handler gets: the database, the cache, the metrics registry. Cheap to clone.
+/// What every handler gets: the database, the cache, sessions and tokens, the metrics
+/// registry. Cheap to clone.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct AppState {
@@ -61,18 +64,52 @@ pub struct AppState {
     pub db: DatabaseConnection,
     /// The cache the service layer's annotated functions use for this app's requests.
     pub cache: Cache,
+    /// Sessions (on the cache's Redis client, or in process) and bearer tokens.
+    pub auth: Auth,
     /// Request and cache metrics.
     pub metrics: Metrics,
 }
 
 impl AppState {
-    /// A state with a fresh metrics registry.
+    /// A state with a fresh metrics registry, sessions with the default lifetimes on the
+    /// cache's Redis client (in process without one), and tokens signed with a random
+    /// per-process secret (see [`AppState::with_auth`] for configured ones).
+    ///
+    /// # Panics
+    /// If the OS has no random source.
     pub fn new(db: DatabaseConnection, cache: Cache) -> Self {
+        let sessions = SessionStore::for_cache(&cache, SessionConfig::default());
+        let auth = Auth::new(sessions).with_jwt(random_jwt());
         Self {
             db,
             cache,
+            auth,
             metrics: Metrics::new(),
         }
+    }
+
+    /// The same state with `auth` instead.
+    #[must_use]
+    pub fn with_auth(mut self, auth: Auth) -> Self {
+        self.auth = auth;
+        self
+    }
+}
+
+/// A token signer with a random secret: tokens then die with the process and one instance's
+/// are not valid at another. Set `JWT_SECRET` to share them.
+pub fn random_jwt() -> Jwt {
+    let secret = cache_runtime::session::SessionId::generate().expect("an OS random source");
+    Jwt::hs256(
+        secret.expose().as_bytes(),
+        std::time::Duration::from_secs(3600),
+    )
+    .expect("64 bytes is a valid HS256 secret")
+}
+
+impl FromRef<AppState> for Auth {
+    fn from_ref(state: &AppState) -> Self {
+        state.auth.clone()
     }
 }
 

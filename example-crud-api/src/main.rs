@@ -7,6 +7,8 @@ use std::error::Error;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use cache_runtime::axum::auth::Auth;
+use cache_runtime::session::{Jwt, SessionConfig, SessionStore};
 use cache_runtime::{Cache, Config, Environment};
 use example_crud_api::{AppState, DEFAULT_DATABASE_URL, app, connect_db, seed};
 use tracing_subscriber::EnvFilter;
@@ -71,7 +73,10 @@ async fn run(env: &Environment) -> Result<(), Box<dyn Error>> {
 
     if seed_users > 0 {
         let started = Instant::now();
-        match seed::seed(&db, seed_users).await? {
+        let admin_password = env
+            .get("ADMIN_PASSWORD")
+            .unwrap_or_else(|| "admin-password".to_owned());
+        match seed::seed(&db, seed_users, &admin_password).await? {
             0 => tracing::info!("users exist already; not seeding"),
             n => tracing::info!(users = n, elapsed = ?started.elapsed(), "seeded"),
         }
@@ -84,15 +89,43 @@ async fn run(env: &Environment) -> Result<(), Box<dyn Error>> {
         .map_err(|_| format!("PORT must be a port number, got `{port}`"))?;
     let listener = tokio::net::TcpListener::bind((host.as_str(), port)).await?;
     tracing::info!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app(AppState::new(db, cache.clone())))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let auth = auth_from(env, &cache)?;
+    axum::serve(
+        listener,
+        app(AppState::new(db, cache.clone()).with_auth(auth)),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
     // Invalidations that could not reach Redis are sent now, or lost with the process.
     if !cache.shutdown(CACHE_SHUTDOWN).await {
         tracing::error!("stopped with cache invalidations that never reached redis");
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Sessions (`SESSION_TTL`, `SESSION_ABSOLUTE_TTL`, `SESSION_TOUCH_INTERVAL`) on the cache's
+/// Redis client, tokens (`JWT_SECRET`, `JWT_TTL`) and cookies (`COOKIE_SECURE`).
+fn auth_from(env: &Environment, cache: &Cache) -> Result<Auth, Box<dyn Error>> {
+    let sessions = SessionStore::for_cache(cache, SessionConfig::from_lookup(|n| env.get(n))?);
+    let jwt = match Jwt::from_lookup(|n| env.get(n))? {
+        Some(jwt) => jwt,
+        None => {
+            tracing::warn!(
+                "JWT_SECRET is not set: tokens use a random secret, die with this process and \
+                 are not valid at other instances"
+            );
+            example_crud_api::random_jwt()
+        }
+    };
+    let secure = match env.get("COOKIE_SECURE").as_deref().map(str::trim) {
+        None | Some("" | "false" | "0") => false,
+        Some("true" | "1") => true,
+        Some(other) => {
+            return Err(format!("COOKIE_SECURE must be `true` or `false`, got `{other}`").into());
+        }
+    };
+    Ok(Auth::new(sessions).with_jwt(jwt).secure_cookies(secure))
 }
 
 /// The number of users to seed (`--seed N`, `--seed=N` or `SEED_USERS`), or `None` for `--help`.

@@ -6,8 +6,9 @@
 //! (`BEGIN IMMEDIATE`). The first instance applies what is missing; the others wait, then read
 //! the version it recorded and apply nothing.
 //!
-//! Version 1 creates the tables from the entities as they were when it was written; a later
-//! schema change gets a new version with explicit `ALTER` statements, never an edit of an old one.
+//! Version 1 creates the tables as they were when it was written (the `users` table from a
+//! frozen copy of its entity, [`v1_user`]); a later schema change gets a new version with
+//! explicit `ALTER` statements, never an edit of an old one.
 
 use sea_orm::entity::prelude::*;
 use sea_orm::{
@@ -15,10 +16,36 @@ use sea_orm::{
     TransactionSession, TransactionTrait,
 };
 
-use crate::entities::{task, user};
+use crate::entities::task;
 
 /// Every migration: version and description.
-const MIGRATIONS: &[(i64, &str)] = &[(1, "create users and tasks")];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, "create users and tasks"),
+    (2, "users: role and password hash"),
+];
+
+/// The `users` table as version 1 created it.
+mod v1_user {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "users")]
+    pub(crate) struct Model {
+        #[sea_orm(primary_key)]
+        pub(crate) id: i32,
+        pub(crate) name: String,
+        #[sea_orm(unique)]
+        pub(crate) email: String,
+        pub(crate) age: Option<i32>,
+        pub(crate) is_active: bool,
+        pub(crate) created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub(crate) enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
 
 /// The bookkeeping table.
 mod applied {
@@ -113,13 +140,22 @@ where
 async fn apply(db: &impl ConnectionTrait, schema: &Schema, version: i64) -> Result<(), DbErr> {
     match version {
         1 => {
-            db.execute(&schema.create_table_from_entity(user::Entity))
+            db.execute(&schema.create_table_from_entity(v1_user::Entity))
                 .await?;
             db.execute(&schema.create_table_from_entity(task::Entity))
                 .await?;
             for index in schema.create_index_from_entity(task::Entity) {
                 db.execute(&index).await?;
             }
+            Ok(())
+        }
+        2 => {
+            db.execute_unprepared(
+                "ALTER TABLE users ADD COLUMN role VARCHAR(16) NOT NULL DEFAULT 'user'",
+            )
+            .await?;
+            db.execute_unprepared("ALTER TABLE users ADD COLUMN password_hash TEXT")
+                .await?;
             Ok(())
         }
         other => Err(DbErr::Migration(format!("no migration {other}"))),

@@ -5,11 +5,13 @@ use std::collections::HashMap;
 use cache_runtime::invalidates;
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter, QuerySelect, TransactionTrait,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
+    PaginatorTrait, QueryFilter, QuerySelect, TransactionTrait,
 };
 
 use crate::entities::{task, user};
+use crate::error::Error;
+use crate::service::accounts::{hash_password, valid_password};
 
 /// Users per `INSERT` (their tasks go in one more): well below the bind-parameter limits of
 /// SQLite (32766) and PostgreSQL (65535).
@@ -26,26 +28,55 @@ const LAST: [&str; 10] = [
     "Lamport",
 ];
 
-/// Inserts `users` users (`user<i>@example.com`, 1-based) with three tasks each, unless the
-/// database already has users; returns how many users were inserted.
+/// The demo users' password.
+pub const DEMO_PASSWORD: &str = "password";
+/// The admin account the seed creates.
+pub const ADMIN_EMAIL: &str = "admin@example.com";
+
+/// Inserts `users` users (`user<i>@example.com`, 1-based, password [`DEMO_PASSWORD`]) with
+/// three tasks each, and the admin [`ADMIN_EMAIL`] with `admin_password`, unless the database
+/// already has users; returns how many users were inserted (the admin included).
+///
+/// One argon2 hash serves every demo user (each hash costs tens of milliseconds, 10,000 of
+/// them minutes): they share a password anyway.
 ///
 /// # Errors
-/// Database errors; nothing is inserted then.
-pub async fn seed(db: &DatabaseConnection, users: u32) -> Result<u32, DbErr> {
+/// Database errors (nothing is inserted then); an `admin_password` the API would refuse.
+pub async fn seed(db: &DatabaseConnection, users: u32, admin_password: &str) -> Result<u32, Error> {
     if users == 0 || user::Entity::find().count(db).await? > 0 {
         return Ok(0);
     }
-    insert_demo_data(db, users).await
+    valid_password(admin_password).map_err(|e| Error::Invalid(format!("ADMIN_PASSWORD: {e}")))?;
+    let demo_hash = hash_password(DEMO_PASSWORD.to_owned()).await?;
+    let admin_hash = hash_password(admin_password.to_owned()).await?;
+    Ok(insert_demo_data(db, users, &demo_hash, &admin_hash).await?)
 }
 
 /// The insertion itself. Everything cached about users and tasks is invalidated, as a cache
 /// shared with a previous run may hold rows of a database since deleted; a start that seeds
 /// nothing invalidates nothing.
 #[invalidates("users:*", "tasks:*")]
-async fn insert_demo_data(db: &DatabaseConnection, users: u32) -> Result<u32, DbErr> {
+async fn insert_demo_data(
+    db: &DatabaseConnection,
+    users: u32,
+    demo_hash: &str,
+    admin_hash: &str,
+) -> Result<u32, DbErr> {
     // Fixed timestamps keep the data identical from run to run.
     let epoch = DateTime::<Utc>::from_timestamp(1_704_067_200, 0).unwrap_or_default();
     let txn = db.begin().await?;
+    user::ActiveModel {
+        name: Set("Admin".to_owned()),
+        email: Set(ADMIN_EMAIL.to_owned()),
+        age: Set(None),
+        is_active: Set(true),
+        role: Set("admin".to_owned()),
+        password_hash: Set(Some(admin_hash.to_owned())),
+        created_at: Set(epoch),
+        ..Default::default()
+    }
+    .insert(&txn)
+    .await?;
     let mut start = 1;
     while start <= users {
         let end = users.min(start.saturating_add(CHUNK - 1));
@@ -58,6 +89,8 @@ async fn insert_demo_data(db: &DatabaseConnection, users: u32) -> Result<u32, Db
             email: Set(email(i)),
             age: Set((i % 10 != 0).then(|| 18 + (i % 60) as i32)),
             is_active: Set(i % 7 != 0),
+            role: Set("user".to_owned()),
+            password_hash: Set(Some(demo_hash.to_owned())),
             created_at: Set(epoch + Duration::seconds(i.into())),
             ..Default::default()
         });
@@ -93,7 +126,7 @@ async fn insert_demo_data(db: &DatabaseConnection, users: u32) -> Result<u32, Db
         }
     }
     txn.commit().await?;
-    Ok(users)
+    Ok(users.saturating_add(1))
 }
 
 fn email(i: u32) -> String {

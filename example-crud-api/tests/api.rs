@@ -757,7 +757,7 @@ async fn cache_admin(app: &TestApp) {
     }
     for kind in ["users", "tasks", "all"] {
         let r = app
-            .post("/cache/clear", json!({ "cache_type": kind }))
+            .admin_post("/cache/clear", json!({ "cache_type": kind }))
             .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         assert_eq!(r.body, json!({ "cleared": kind }));
@@ -767,11 +767,11 @@ async fn cache_admin(app: &TestApp) {
         json!({}),
         json!({"cache_type": 1}),
     ] {
-        let r = app.post("/cache/clear", body).await;
+        let r = app.admin_post("/cache/clear", body).await;
         assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, &["cache_type"]);
     }
     let r = app
-        .post(&format!("/cache/invalidate/user/{ada}"), json!(null))
+        .admin_post(&format!("/cache/invalidate/user/{ada}"), json!(null))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert!(
@@ -782,7 +782,7 @@ async fn cache_admin(app: &TestApp) {
         r.text
     );
     let r = app
-        .request(Method::POST, "/cache/invalidate/user/424242", None)
+        .admin_request(Method::POST, "/cache/invalidate/user/424242", None)
         .await;
     assert_eq!(
         r.status,
@@ -790,7 +790,7 @@ async fn cache_admin(app: &TestApp) {
         "invalidating an unknown user is fine"
     );
     assert_error(
-        &app.request(Method::POST, "/cache/invalidate/user/abc", None)
+        &app.admin_request(Method::POST, "/cache/invalidate/user/abc", None)
             .await,
         StatusCode::UNPROCESSABLE_ENTITY,
         &["`id`"],
@@ -1051,7 +1051,7 @@ async fn read_after_admin_invalidation(app: &TestApp) {
     .expect("update");
     // ...is visible after the admin invalidation.
     let r = app
-        .request(Method::POST, &format!("/cache/invalidate/user/{ada}"), None)
+        .admin_request(Method::POST, &format!("/cache/invalidate/user/{ada}"), None)
         .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(app.get(&path).await.body["name"], "Changed");
@@ -1060,7 +1060,9 @@ async fn read_after_admin_invalidation(app: &TestApp) {
     sea_orm::ConnectionTrait::execute_unprepared(&app.state.db, "UPDATE users SET name = 'Again'")
         .await
         .expect("update");
-    let r = app.post("/cache/clear", json!({"cache_type": "all"})).await;
+    let r = app
+        .admin_post("/cache/clear", json!({"cache_type": "all"}))
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(app.get(&path).await.body["name"], "Again");
 }

@@ -144,7 +144,7 @@ async fn clear_removes_only_this_caches_keys() {
     app.redis().cli(&["SET", "users:foreign", "kept too"]);
 
     let r = app
-        .post("/cache/clear", json!({"cache_type": "users"}))
+        .admin_post("/cache/clear", json!({"cache_type": "users"}))
         .await;
     assert_eq!(r.body, json!({"cleared": "users"}));
     let keys = entries(&app);
@@ -158,7 +158,7 @@ async fn clear_removes_only_this_caches_keys() {
 
     populate_reads(&app, user, task).await;
     let r = app
-        .post("/cache/clear", json!({"cache_type": "tasks"}))
+        .admin_post("/cache/clear", json!({"cache_type": "tasks"}))
         .await;
     assert_eq!(r.body, json!({"cleared": "tasks"}));
     let keys = entries(&app);
@@ -170,7 +170,9 @@ async fn clear_removes_only_this_caches_keys() {
     populate_reads(&app, user, task).await;
     let before = entries(&app);
     let loads = app.stats().await["loads"].as_u64().unwrap();
-    let r = app.post("/cache/clear", json!({"cache_type": "all"})).await;
+    let r = app
+        .admin_post("/cache/clear", json!({"cache_type": "all"}))
+        .await;
     assert_eq!(r.body, json!({"cleared": "all"}));
     assert_eq!(entries(&app), before, "nothing deleted");
     populate_reads(&app, user, task).await;
@@ -277,7 +279,7 @@ async fn sequence(app: &TestApp, user: i64, round: usize) {
         true
     );
     assert_eq!(app.get("/health").await.status, StatusCode::OK);
-    assert_eq!(app.get("/cache/stats").await.status, StatusCode::OK);
+    assert_eq!(app.admin_get("/cache/stats").await.status, StatusCode::OK);
     assert_eq!(app.get("/metrics").await.status, StatusCode::OK);
 }
 

@@ -62,7 +62,7 @@ fn check_fleet(fleet: &Fleet) {
     let rounds = run(fleet).unwrap_or_else(|stale| panic!("{stale}\n{}", fleet.stats()));
     eprintln!("{rounds} writes checked through every other instance");
     for instance in &fleet.instances {
-        let stats = instance.get("/cache/stats").body;
+        let stats = instance.admin_get("/cache/stats").body;
         assert_eq!(
             stats["mode"], "redis",
             "instance {}: {stats}",

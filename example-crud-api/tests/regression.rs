@@ -389,7 +389,7 @@ async fn e9_clearing_tasks_clears_task_lists() {
             .unwrap();
         assert_eq!(app.get(&path).await.body[0]["title"], "Write", "cached");
         let r = app
-            .post("/cache/clear", json!({"cache_type": "tasks"}))
+            .admin_post("/cache/clear", json!({"cache_type": "tasks"}))
             .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         assert_eq!(app.get(&path).await.body[0]["title"], "Edited", "{kind:?}");
@@ -483,10 +483,10 @@ async fn seeding_a_seeded_database_invalidates_nothing() {
     let seed = |n| {
         cache_runtime::scope(
             app.state.cache.clone(),
-            example_crud_api::seed::seed(&app.state.db, n),
+            example_crud_api::seed::seed(&app.state.db, n, "admin-password"),
         )
     };
-    assert_eq!(seed(10).await.unwrap(), 10);
+    assert_eq!(seed(10).await.unwrap(), 11, "10 demo users and the admin");
     let after_first = app.state.cache.stats().totals.invalidations;
     assert_eq!(after_first, 2, "users:* and tasks:*");
     assert_eq!(seed(10).await.unwrap(), 0);

@@ -270,11 +270,16 @@ fn free_port() -> u16 {
 
 /// A blocking `GET` over a fresh connection: (status, body).
 fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    http_get_with(port, path, "")
+}
+
+/// [`http_get`] with extra header lines (each ending in `\r\n`).
+fn http_get_with(port: u16, path: &str, headers: &str) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{headers}\r\n"
     )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
@@ -289,6 +294,9 @@ fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
         .to_owned();
     Ok((status, body))
 }
+
+/// The API's token secret here, so that the bench can read `/cache/stats` as an admin.
+const JWT_SECRET: &str = "the http bench's secret, 32 bytes or more";
 
 /// The example API running as a child process; killed on drop.
 struct Api {
@@ -306,7 +314,8 @@ impl Api {
             .env("HOST", "127.0.0.1")
             .env("PORT", port.to_string())
             .env("SEED_USERS", USERS.to_string())
-            .env("RUST_LOG", "warn");
+            .env("RUST_LOG", "warn")
+            .env("JWT_SECRET", JWT_SECRET);
         match redis {
             Some(url) => cmd.env("REDIS_ENABLED", "true").env("REDIS_URL", url),
             // Off entirely, single flight included: the API as if nothing were annotated.
@@ -347,7 +356,12 @@ impl Api {
     }
 
     fn stats(&self) -> Value {
-        let (_, body) = http_get(self.port, "/cache/stats").expect("GET /cache/stats");
+        let jwt =
+            cache_runtime::session::Jwt::hs256(JWT_SECRET.as_bytes(), Duration::from_secs(60))
+                .expect("a valid secret");
+        let (token, _) = jwt.issue("0", "bench", "admin").expect("a token");
+        let auth = format!("Authorization: Bearer {token}\r\n");
+        let (_, body) = http_get_with(self.port, "/cache/stats", &auth).expect("GET /cache/stats");
         serde_json::from_str(&body).expect("stats are JSON")
     }
 

@@ -304,6 +304,38 @@ fn credential(headers: &HeaderMap) -> Result<Option<Credential<'_>>, AuthRejecti
     Ok(first)
 }
 
+/// Every well-formed session id `headers` present, however many and wherever: for a login,
+/// which ends them (the client gets a new id, never keeps one it sent), whatever else the
+/// request carries.
+pub fn presented_session_ids(headers: &HeaderMap) -> Vec<SessionId> {
+    let cookies = headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            (name.trim() == COOKIE_NAME).then_some(value.trim())
+        });
+    let authorization = headers
+        .get_all(AUTHORIZATION)
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("session"))
+        .map(|(_, id)| id.trim());
+    let header = headers
+        .get_all(SESSION_HEADER)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    let mut ids: Vec<SessionId> = cookies
+        .chain(authorization)
+        .chain(header)
+        .filter_map(SessionId::parse)
+        .collect();
+    ids.dedup();
+    ids
+}
+
 /// A header's text; one that is not visible ASCII is a malformed credential (401), not
 /// ignored.
 fn text(value: &HeaderValue) -> Result<&str, AuthRejection> {

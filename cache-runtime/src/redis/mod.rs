@@ -432,6 +432,7 @@ impl RedisClient {
 
     /// Every key that starts with `prefix`, on every master (SCAN, administrative timeout per
     /// page).
+    #[cfg(feature = "sessions")]
     pub(crate) async fn keys_under(&self, prefix: &str) -> Result<Vec<String>, Error> {
         let pattern = format!("{}*", glob_escape(prefix));
         let mut found = Vec::new();

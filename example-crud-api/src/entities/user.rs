@@ -20,8 +20,16 @@ pub struct Model {
     /// Age in years, 0 to 150, if known.
     #[schema(required = true)]
     pub age: Option<i32>,
-    /// Whether the account is active.
+    /// Whether the account is active (an inactive one cannot log in).
     pub is_active: bool,
+    /// `user` or `admin` (not settable through the API; the seed makes the admin).
+    #[sea_orm(default_value = "user")]
+    #[schema(example = "user")]
+    pub role: String,
+    /// The password's argon2id hash (PHC string); never serialized, so never answered or
+    /// cached.
+    #[serde(skip)]
+    pub password_hash: Option<String>,
     /// Creation time (UTC, microsecond precision).
     #[schema(value_type = chrono::DateTime<chrono::Utc>)]
     pub created_at: DateTimeUtc,

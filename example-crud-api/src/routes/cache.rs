@@ -1,13 +1,14 @@
 //! `/cache/…`: administration, calling the cache directly.
 
 use axum::extract::State;
-use cache_runtime::{KeyError, StatsSnapshot};
+use cache_runtime::KeyError;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::error::{Error, ErrorBody};
-use crate::extract::{Id, Json};
+use crate::extract::{Admin, Id, Json};
 
 /// Body of `POST /cache/clear`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -25,7 +26,9 @@ enum CacheType {
     Users,
     /// `tasks:*` (single tasks) and every user's task list (`users:<id>:tasks`).
     Tasks,
-    /// Every entry of this cache.
+    /// Every session (everyone is logged out).
+    Sessions,
+    /// Every entry of this cache (sessions stay).
     All,
 }
 
@@ -61,8 +64,19 @@ fn key_error(e: KeyError) -> Error {
         ),
     )
 )]
-pub(crate) async fn stats(State(state): State<AppState>) -> Json<StatsSnapshot> {
-    Json(state.cache.stats())
+pub(crate) async fn stats(State(state): State<AppState>, _admin: Admin) -> Json<Value> {
+    let mut stats = serde_json::to_value(state.cache.stats()).unwrap_or_default();
+    let sessions = state.auth.sessions();
+    let mut counts = serde_json::to_value(sessions.stats()).unwrap_or_default();
+    // Live counts need Redis: absent while it is down.
+    if let (Ok(count), Some(map)) = (sessions.count().await, counts.as_object_mut()) {
+        map.insert("active".into(), count.active.into());
+        map.insert("users".into(), count.users.into());
+    }
+    if let Some(map) = stats.as_object_mut() {
+        map.insert("sessions".into(), counts);
+    }
+    Json(stats)
 }
 
 /// Removes this cache's entries of one kind (or all); keys other programs wrote survive.
@@ -79,12 +93,25 @@ pub(crate) async fn stats(State(state): State<AppState>) -> Json<StatsSnapshot> 
 )]
 pub(crate) async fn clear(
     State(state): State<AppState>,
+    _admin: Admin,
     Json(request): Json<ClearRequest>,
 ) -> Result<Json<Cleared>, Error> {
     let pattern = match request.cache_type {
         CacheType::Users => "users:*",
         CacheType::Tasks => "tasks:*",
         CacheType::All => "*",
+        CacheType::Sessions => {
+            let ended = state
+                .auth
+                .sessions()
+                .clear()
+                .await
+                .map_err(super::auth::session_error)?;
+            tracing::info!(ended, "sessions cleared");
+            return Ok(Json(Cleared {
+                cleared: request.cache_type,
+            }));
+        }
     };
     let deleted = state
         .cache
@@ -123,6 +150,7 @@ pub(crate) async fn clear(
 )]
 pub(crate) async fn invalidate_user(
     State(state): State<AppState>,
+    _admin: Admin,
     Id(id): Id,
 ) -> Result<Json<Invalidated>, Error> {
     let patterns = [

@@ -3,11 +3,12 @@
 
 use axum::Router;
 use axum::http::{Method, Uri};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 use crate::AppState;
 use crate::error::Error;
 
+mod auth;
 mod cache;
 pub(crate) mod openapi;
 mod ops;
@@ -29,6 +30,14 @@ pub(crate) fn router() -> Router<AppState> {
             "/tasks/{id}",
             get(tasks::get).put(tasks::update).delete(tasks::delete),
         )
+        .route("/auth/login", post(auth::login))
+        .route("/auth/token", post(auth::token))
+        .route("/auth/logout", post(auth::logout))
+        .route("/auth/logout-all", post(auth::logout_all))
+        .route("/auth/sessions", get(auth::sessions))
+        .route("/cache/session/info", get(auth::session_info))
+        .route("/cache/session/update", post(auth::update_session))
+        .route("/cache/session", delete(auth::logout))
         .route("/cache/stats", get(cache::stats))
         .route("/cache/clear", post(cache::clear))
         .route("/cache/invalidate/user/{id}", post(cache::invalidate_user))

@@ -9,6 +9,7 @@ use sea_orm::DatabaseConnection;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use crate::AppState;
 use crate::JsonText;
 use crate::entities::user;
 use crate::error::{Error, ErrorBody};
@@ -122,11 +123,29 @@ pub(crate) async fn create(
     )
 )]
 pub(crate) async fn update(
-    State(db): State<DatabaseConnection>,
+    State(state): State<AppState>,
     Id(id): Id,
     Json(patch): Json<UserPatch>,
 ) -> Result<Json<user::Model>, Error> {
-    Ok(Json(users::update_user(&db, id, patch).await?))
+    if patch.password.is_none() {
+        return Ok(Json(users::update_user(&state.db, id, patch).await?));
+    }
+    // A new password ends every session: before the change (a store that cannot do it
+    // answers 503 and nothing changes), and after it (a login that raced the change).
+    end_sessions(&state, id).await?;
+    let user = users::update_user(&state.db, id, patch).await?;
+    end_sessions(&state, id).await?;
+    Ok(Json(user))
+}
+
+async fn end_sessions(state: &AppState, user_id: i32) -> Result<(), Error> {
+    state
+        .auth
+        .sessions()
+        .delete_user(&user_id.to_string())
+        .await
+        .map(drop)
+        .map_err(super::auth::session_error)
 }
 
 /// Deletes a user and its tasks.
@@ -142,11 +161,11 @@ pub(crate) async fn update(
         (status = 422, description = "`id` is not an integer", body = ErrorBody),
     )
 )]
-pub(crate) async fn delete(
-    State(db): State<DatabaseConnection>,
-    Id(id): Id,
-) -> Result<StatusCode, Error> {
-    users::delete_user(&db, id).await?;
+pub(crate) async fn delete(State(state): State<AppState>, Id(id): Id) -> Result<StatusCode, Error> {
+    // The sessions go first: a deleted user must not stay logged in.
+    end_sessions(&state, id).await?;
+    users::delete_user(&state.db, id).await?;
+    end_sessions(&state, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -41,6 +41,7 @@ use crate::JsonText;
 use crate::error::Error;
 use crate::filter::MAX_LIMIT;
 
+pub mod accounts;
 pub mod tasks;
 pub mod users;
 

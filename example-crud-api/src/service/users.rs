@@ -12,6 +12,7 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::accounts::{hash_password, valid_password};
 use super::{LIST_TTL, Page, Problems, ROW_TTL, json, now};
 use crate::JsonText;
 use crate::entities::{task, user};
@@ -37,6 +38,11 @@ pub struct NewUser {
     #[serde(default = "active_by_default")]
     #[schema(default = true)]
     pub is_active: bool,
+    /// 8 to 128 characters; stored only as an argon2id hash. Without one the user cannot log
+    /// in.
+    #[serde(default, skip_serializing)]
+    #[schema(min_length = 8, max_length = 128, format = Password, write_only)]
+    pub password: Option<String>,
 }
 
 fn active_by_default() -> bool {
@@ -81,6 +87,10 @@ pub struct UserPatch {
     )]
     #[schema(nullable = false)]
     pub is_active: Option<bool>,
+    /// New password (8 to 128 characters): every session of the user ends.
+    #[serde(default, deserialize_with = "super::non_null", skip_serializing)]
+    #[schema(nullable = false, min_length = 8, max_length = 128, format = Password, write_only)]
+    pub password: Option<String>,
 }
 
 /// Checks and trims a name.
@@ -263,14 +273,21 @@ pub async fn create_user(db: &DatabaseConnection, new: NewUser) -> Result<user::
     let name = problems.check(valid_name(&new.name));
     let email = problems.check(valid_email(&new.email));
     let age = problems.check(valid_age(new.age));
-    let (Some(name), Some(email), Some(age)) = (name, email, age) else {
+    let password = problems.check(new.password.as_deref().map(valid_password).transpose());
+    let (Some(name), Some(email), Some(age), Some(_)) = (name, email, age, password) else {
         return Err(problems.into_error());
+    };
+    let password_hash = match new.password {
+        Some(password) => Some(hash_password(password).await?),
+        None => None,
     };
     let row = user::ActiveModel {
         name: Set(name),
         email: Set(email.clone()),
         age: Set(age),
         is_active: Set(new.is_active),
+        role: Set("user".to_owned()),
+        password_hash: Set(password_hash),
         created_at: Set(now()),
         ..Default::default()
     };
@@ -295,7 +312,8 @@ pub async fn update_user(
     let name = problems.check(patch.name.as_deref().map(valid_name).transpose());
     let email = problems.check(patch.email.as_deref().map(valid_email).transpose());
     let age = problems.check(patch.age.map(valid_age).transpose());
-    let (Some(name), Some(email), Some(age)) = (name, email, age) else {
+    let password = problems.check(patch.password.as_deref().map(valid_password).transpose());
+    let (Some(name), Some(email), Some(age), Some(_)) = (name, email, age, password) else {
         return Err(problems.into_error());
     };
     let Some(current) = user::Entity::find_by_id(id).one(db).await? else {
@@ -313,6 +331,9 @@ pub async fn update_user(
     }
     if let Some(is_active) = patch.is_active {
         row.is_active = Set(is_active);
+    }
+    if let Some(password) = patch.password {
+        row.password_hash = Set(Some(hash_password(password).await?));
     }
     if !row.is_changed() {
         return Ok(current);

@@ -101,7 +101,7 @@ impl Instance {
             if let Some(status) = self.child.try_wait().map_err(|e| e.to_string())? {
                 return Err(format!("exited with {status}"));
             }
-            match self.try_request("GET", "/health", None) {
+            match self.try_request("GET", "/health", None, &[]) {
                 Ok(r) if r.status == StatusCode::OK => return Ok(()),
                 Ok(r) => return Err(format!("/health answered {}: {}", r.status, r.text)),
                 Err(_) if Instant::now() < deadline => {
@@ -125,14 +125,26 @@ impl Instance {
 
     /// Sends one request; panics when there is no well-formed answer.
     pub fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Resp {
-        self.try_request(method, path, body).unwrap_or_else(|e| {
-            panic!(
-                "instance {} (port {}): {method} {path}: {e}\n{}",
-                self.index,
-                self.port,
-                self.log_tail()
-            )
-        })
+        self.request_with(method, path, body, &[])
+    }
+
+    /// [`Instance::request`] with extra header lines (`("Cookie", "session_id=…")`).
+    pub fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        self.try_request(method, path, body, headers)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "instance {} (port {}): {method} {path}: {e}\n{}",
+                    self.index,
+                    self.port,
+                    self.log_tail()
+                )
+            })
     }
 
     pub fn get(&self, path: &str) -> Resp {
@@ -151,7 +163,19 @@ impl Instance {
         self.request("DELETE", path, None)
     }
 
-    fn try_request(&self, method: &str, path: &str, body: Option<&Value>) -> io::Result<Resp> {
+    /// A GET as the admin (a token signed with the fleet's `JWT_SECRET`).
+    pub fn admin_get(&self, path: &str) -> Resp {
+        let bearer = format!("Bearer {}", super::admin_token(&super::test_jwt()));
+        self.request_with("GET", path, None, &[("Authorization", &bearer)])
+    }
+
+    fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> io::Result<Resp> {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
         let mut stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
         stream.set_read_timeout(Some(IO_TIMEOUT))?;
@@ -162,9 +186,13 @@ impl Instance {
         } else {
             "Content-Type: application/json\r\n"
         };
+        let extra: String = headers
+            .iter()
+            .map(|(name, value)| format!("{name}: {value}\r\n"))
+            .collect();
         let head = format!(
             "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\
-             {content_type}Content-Length: {}\r\n\r\n",
+             {content_type}{extra}Content-Length: {}\r\n\r\n",
             self.port,
             body.len()
         );
@@ -233,7 +261,23 @@ fn parse_response(raw: &[u8]) -> Result<Resp, String> {
     };
     let text = String::from_utf8_lossy(&bytes).into_owned();
     let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Ok(Resp { status, body, text })
+    let mut headers = axum::http::HeaderMap::new();
+    for line in head.split("\r\n").skip(1) {
+        if let Some((name, value)) = line.split_once(':')
+            && let (Ok(name), Ok(value)) = (
+                axum::http::HeaderName::from_bytes(name.trim().as_bytes()),
+                axum::http::HeaderValue::from_str(value.trim()),
+            )
+        {
+            headers.append(name, value);
+        }
+    }
+    Ok(Resp {
+        status,
+        body,
+        text,
+        headers,
+    })
 }
 
 /// `n` example processes on one fresh database and one Redis; every process is killed when
@@ -292,6 +336,7 @@ impl Fleet {
             ("REDIS_TIMEOUT_MS", "2000".to_owned()),
             ("REDIS_CONNECT_TIMEOUT_MS", "5000".to_owned()),
             ("RUST_LOG", "warn".to_owned()),
+            ("JWT_SECRET", super::TEST_JWT_SECRET.to_owned()),
         ];
         base.extend(fleet.redis.env());
         for i in 0..n {
@@ -310,7 +355,7 @@ impl Fleet {
     pub fn stats(&self) -> String {
         self.instances
             .iter()
-            .map(|i| format!("instance {}: {}", i.index, i.get("/cache/stats").text))
+            .map(|i| format!("instance {}: {}", i.index, i.admin_get("/cache/stats").text))
             .collect::<Vec<_>>()
             .join("\n")
     }
@@ -335,7 +380,7 @@ fn command(dir: &Path, log: &Path, port: u16, env: &[(&'static str, String)]) ->
             || name.starts_with("CACHE_")
             || matches!(
                 name,
-                "DATABASE_URL" | "HOST" | "PORT" | "SEED_USERS" | "RUST_LOG"
+                "DATABASE_URL" | "HOST" | "PORT" | "SEED_USERS" | "RUST_LOG" | "JWT_SECRET"
             );
         if app_var && !ours.contains(name) {
             cmd.env_remove(name);

@@ -162,12 +162,27 @@ pub struct TestApp {
     _guard: DbGuard,
 }
 
-/// A response: status and body (JSON when it parses, else `Value::Null`).
+/// A response: status, body (JSON when it parses, else `Value::Null`) and headers.
 #[derive(Debug)]
 pub struct Resp {
     pub status: StatusCode,
     pub body: Value,
     pub text: String,
+    pub headers: axum::http::HeaderMap,
+}
+
+/// The `JWT_SECRET` of the processes [`instances::Fleet`] starts.
+pub const TEST_JWT_SECRET: &str = "a test secret of at least thirty-two bytes";
+
+/// A token signer with [`TEST_JWT_SECRET`].
+pub fn test_jwt() -> cache_runtime::session::Jwt {
+    cache_runtime::session::Jwt::hs256(TEST_JWT_SECRET.as_bytes(), Duration::from_secs(3600))
+        .expect("a valid secret")
+}
+
+/// A token for an admin (user id 0, who need not exist: tokens are checked, not looked up).
+pub fn admin_token(jwt: &cache_runtime::session::Jwt) -> String {
+    jwt.issue("0", "test admin", "admin").expect("a token").0
 }
 
 impl Resp {
@@ -263,6 +278,40 @@ impl TestApp {
         send(&self.router, method, path, body).await
     }
 
+    /// A request with extra headers.
+    pub async fn request_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let body = body.map(|b| b.to_string());
+        let body = body.as_deref().map(|b| ("application/json", b));
+        send_with(&self.router, method, path, body, headers).await
+    }
+
+    /// The `Authorization` value of an admin token this app accepts.
+    pub fn admin_bearer(&self) -> String {
+        let jwt = self.state.auth.jwt().expect("tokens enabled");
+        format!("Bearer {}", admin_token(jwt))
+    }
+
+    /// A request as the admin.
+    pub async fn admin_request(&self, method: Method, path: &str, body: Option<Value>) -> Resp {
+        let bearer = self.admin_bearer();
+        self.request_with(method, path, body, &[("authorization", &bearer)])
+            .await
+    }
+
+    pub async fn admin_get(&self, path: &str) -> Resp {
+        self.admin_request(Method::GET, path, None).await
+    }
+
+    pub async fn admin_post(&self, path: &str, body: Value) -> Resp {
+        self.admin_request(Method::POST, path, Some(body)).await
+    }
+
     pub async fn get(&self, path: &str) -> Resp {
         self.request(Method::GET, path, None).await
     }
@@ -309,7 +358,7 @@ impl TestApp {
 
     /// `/cache/stats` as JSON.
     pub async fn stats(&self) -> Value {
-        let r = self.get("/cache/stats").await;
+        let r = self.admin_get("/cache/stats").await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         r.body
     }
@@ -339,7 +388,21 @@ impl TestApp {
 
 /// Sends one request through `router`.
 pub async fn send(router: &Router, method: Method, path: &str, body: Option<(&str, &str)>) -> Resp {
+    send_with(router, method, path, body, &[]).await
+}
+
+/// [`send`] with extra headers.
+pub async fn send_with(
+    router: &Router,
+    method: Method,
+    path: &str,
+    body: Option<(&str, &str)>,
+    headers: &[(&str, &str)],
+) -> Resp {
     let mut builder = Request::builder().method(method).uri(path);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
     let body = match body {
         Some((content_type, body)) => {
             if !content_type.is_empty() {
@@ -355,6 +418,7 @@ pub async fn send(router: &Router, method: Method, path: &str, body: Option<(&st
         .await
         .expect("infallible");
     let status = response.status();
+    let headers = response.headers().clone();
     let bytes = response
         .into_body()
         .collect()
@@ -363,7 +427,12 @@ pub async fn send(router: &Router, method: Method, path: &str, body: Option<(&st
         .to_bytes();
     let text = String::from_utf8_lossy(&bytes).into_owned();
     let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Resp { status, body, text }
+    Resp {
+        status,
+        body,
+        text,
+        headers,
+    }
 }
 
 /// The `id` of a JSON row.
