@@ -59,12 +59,13 @@ async fn users_crud(app: &TestApp) {
     assert_eq!(ada["email"], "ada@example.com");
     assert_eq!(ada["age"], 36);
     assert_eq!(ada["is_active"], true);
+    assert_eq!(ada["role"], "user");
     let created_at = ada["created_at"].as_str().expect("created_at");
     chrono::DateTime::parse_from_rfc3339(created_at).expect("RFC 3339 created_at");
     let keys: Vec<&String> = ada.as_object().unwrap().keys().collect();
     assert_eq!(
         keys.len(),
-        6,
+        7,
         "User has exactly the contract's fields: {ada}"
     );
 
@@ -755,7 +756,7 @@ async fn cache_admin(app: &TestApp) {
     ] {
         assert!(stats.get(field).is_some(), "stats lack `{field}`: {stats}");
     }
-    for kind in ["users", "tasks", "all"] {
+    for kind in ["users", "tasks", "sessions", "all"] {
         let r = app
             .admin_post("/cache/clear", json!({ "cache_type": kind }))
             .await;
@@ -763,7 +764,7 @@ async fn cache_admin(app: &TestApp) {
         assert_eq!(r.body, json!({ "cleared": kind }));
     }
     for body in [
-        json!({"cache_type": "sessions"}),
+        json!({"cache_type": "session"}),
         json!({}),
         json!({"cache_type": 1}),
     ] {

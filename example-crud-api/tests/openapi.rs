@@ -17,6 +17,14 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/users/{id}", &["get", "put", "delete"]),
     ("/users/{id}/tasks", &["get", "post"]),
     ("/tasks/{id}", &["get", "put", "delete"]),
+    ("/auth/login", &["post"]),
+    ("/auth/token", &["post"]),
+    ("/auth/logout", &["post"]),
+    ("/auth/logout-all", &["post"]),
+    ("/auth/sessions", &["get"]),
+    ("/cache/session/info", &["get"]),
+    ("/cache/session/update", &["post"]),
+    ("/cache/session", &["delete"]),
     ("/cache/stats", &["get"]),
     ("/cache/clear", &["post"]),
     ("/cache/invalidate/user/{id}", &["post"]),
@@ -69,8 +77,12 @@ async fn the_document_covers_every_route() {
                     .collect();
                 assert_eq!(names, ["id"], "{method} {path}");
             }
-            if matches!(*method, "post" | "put") && !matches!(*path, "/cache/invalidate/user/{id}")
-            {
+            let bodiless = [
+                "/cache/invalidate/user/{id}",
+                "/auth/logout",
+                "/auth/logout-all",
+            ];
+            if matches!(*method, "post" | "put") && !bodiless.contains(path) {
                 assert!(
                     operation["requestBody"]["content"]["application/json"]["schema"].is_object(),
                     "{method} {path} has no request body"
@@ -106,7 +118,10 @@ async fn the_document_covers_every_route() {
         .iter()
         .filter_map(|t| t["name"].as_str())
         .collect();
-    assert_eq!(tags, BTreeSet::from(["cache", "ops", "tasks", "users"]));
+    assert_eq!(
+        tags,
+        BTreeSet::from(["auth", "cache", "ops", "tasks", "users"])
+    );
 }
 
 /// The list above is the router's: each of its routes and methods reaches a handler (not the
@@ -206,4 +221,63 @@ async fn the_document_describes_the_bodies() {
             .status,
         StatusCode::METHOD_NOT_ALLOWED
     );
+}
+
+/// The three ways to present a session (cookie, `Authorization: Session`, `X-Session-ID`) and
+/// bearer tokens are security schemes; every route that needs a caller names them, and the
+/// admin routes say 401 and 403.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_document_describes_authentication() {
+    let app = TestApp::new(Db::Sqlite, Kind::Memory).await;
+    let doc = document(&app).await;
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["session_cookie"]["in"], "cookie");
+    assert_eq!(schemes["session_cookie"]["name"], "session_id");
+    assert_eq!(schemes["session_authorization"]["name"], "Authorization");
+    assert_eq!(schemes["session_header"]["name"], "X-Session-ID");
+    assert_eq!(schemes["bearer"]["scheme"], "bearer");
+    let needs_caller = [
+        ("/auth/logout", "post"),
+        ("/auth/logout-all", "post"),
+        ("/auth/sessions", "get"),
+        ("/cache/session/info", "get"),
+        ("/cache/session/update", "post"),
+        ("/cache/session", "delete"),
+        ("/cache/stats", "get"),
+        ("/cache/clear", "post"),
+        ("/cache/invalidate/user/{id}", "post"),
+    ];
+    for (path, method) in needs_caller {
+        let operation = &doc["paths"][path][method];
+        let security = operation["security"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{path}"));
+        assert!(
+            security.iter().any(|s| s.get("session_cookie").is_some()),
+            "{path}"
+        );
+        assert!(operation["responses"]["401"].is_object(), "{path}: no 401");
+    }
+    for path in [
+        "/cache/stats",
+        "/cache/clear",
+        "/cache/invalidate/user/{id}",
+    ] {
+        let operation = doc["paths"][path]
+            .as_object()
+            .unwrap()
+            .values()
+            .next()
+            .unwrap();
+        assert!(operation["responses"]["403"].is_object(), "{path}: no 403");
+        assert!(
+            operation["security"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s.get("bearer").is_some())
+        );
+    }
+    let login = &doc["paths"]["/auth/login"]["post"]["responses"]["200"];
+    assert!(login["headers"]["Set-Cookie"].is_object(), "{login}");
 }

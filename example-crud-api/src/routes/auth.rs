@@ -196,7 +196,7 @@ fn logged_out(state: &AppState) -> Response {
         (status = 400, description = "A bearer token, not a session", body = ErrorBody),
         (status = 401, description = "No valid session", body = ErrorBody),
     ),
-    security(("session_cookie" = []), ("session_header" = []))
+    security(("session_cookie" = []), ("session_authorization" = []), ("session_header" = []))
 )]
 pub(crate) async fn logout(
     State(state): State<AppState>,
@@ -221,7 +221,7 @@ pub(crate) async fn logout(
         (status = 204, description = "Every session of the user is gone"),
         (status = 401, description = "Not authenticated", body = ErrorBody),
     ),
-    security(("session_cookie" = []), ("session_header" = []), ("bearer" = []))
+    security(("session_cookie" = []), ("session_authorization" = []), ("session_header" = []), ("bearer" = []))
 )]
 pub(crate) async fn logout_all(
     State(state): State<AppState>,
@@ -247,7 +247,7 @@ pub(crate) async fn logout_all(
         (status = 200, description = "The sessions, oldest first", body = [SessionItem]),
         (status = 401, description = "Not authenticated", body = ErrorBody),
     ),
-    security(("session_cookie" = []), ("session_header" = []), ("bearer" = []))
+    security(("session_cookie" = []), ("session_authorization" = []), ("session_header" = []), ("bearer" = []))
 )]
 pub(crate) async fn sessions(
     State(state): State<AppState>,
@@ -301,7 +301,7 @@ fn info(principal: &Principal, session: Option<&Session>) -> SessionInfo {
         (status = 200, description = "The caller", body = SessionInfo),
         (status = 401, description = "Not authenticated", body = ErrorBody),
     ),
-    security(("session_cookie" = []), ("session_header" = []), ("bearer" = []))
+    security(("session_cookie" = []), ("session_authorization" = []), ("session_header" = []), ("bearer" = []))
 )]
 pub(crate) async fn session_info(principal: Principal) -> Json<SessionInfo> {
     Json(info(&principal, None))
@@ -320,7 +320,7 @@ pub(crate) async fn session_info(principal: Principal) -> Json<SessionInfo> {
         (status = 401, description = "No valid session", body = ErrorBody),
         (status = 422, description = "Not a JSON object, or over 4 KiB", body = ErrorBody),
     ),
-    security(("session_cookie" = []), ("session_header" = []))
+    security(("session_cookie" = []), ("session_authorization" = []), ("session_header" = []))
 )]
 pub(crate) async fn update_session(
     State(state): State<AppState>,
@@ -350,4 +350,24 @@ pub(crate) async fn update_session(
             cache_runtime::axum::auth::AuthRejection::Invalid,
         ))?;
     Ok(Json(info(&principal, Some(&session))))
+}
+
+/// Ends the caller's session (as `POST /auth/logout`).
+#[utoipa::path(
+    delete,
+    path = "/cache/session",
+    operation_id = "end_session",
+    tag = "auth",
+    responses(
+        (status = 204, description = "The session is gone; the cookie is cleared"),
+        (status = 400, description = "A bearer token, not a session", body = ErrorBody),
+        (status = 401, description = "No valid session", body = ErrorBody),
+    ),
+    security(("session_cookie" = []), ("session_authorization" = []), ("session_header" = []))
+)]
+pub(crate) async fn end_session(
+    state: State<AppState>,
+    current: CurrentSession,
+) -> Result<Response, Error> {
+    logout(state, current).await
 }

@@ -59,10 +59,14 @@ fn key_error(e: KeyError) -> Error {
     responses(
         (
             status = 200,
-            description = "Hits, misses, errors, invalidations and mode, in all and per key prefix",
+            description = "Hits, misses, errors, invalidations and mode, in all and per key \
+                prefix; `sessions`: the session store's counters and live counts",
             body = serde_json::Value
         ),
-    )
+        (status = 401, description = "No credentials, or invalid ones", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+    ),
+    security(("session_cookie" = []), ("session_authorization" = []), ("session_header" = []), ("bearer" = []))
 )]
 pub(crate) async fn stats(State(state): State<AppState>, _admin: Admin) -> Json<Value> {
     let mut stats = serde_json::to_value(state.cache.stats()).unwrap_or_default();
@@ -89,7 +93,10 @@ pub(crate) async fn stats(State(state): State<AppState>, _admin: Admin) -> Json<
     responses(
         (status = 200, description = "The entries are gone", body = Cleared),
         (status = 422, description = "Unknown `cache_type`", body = ErrorBody),
-    )
+        (status = 401, description = "No credentials, or invalid ones", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+    ),
+    security(("session_cookie" = []), ("session_authorization" = []), ("session_header" = []), ("bearer" = []))
 )]
 pub(crate) async fn clear(
     State(state): State<AppState>,
@@ -146,7 +153,10 @@ pub(crate) async fn clear(
     responses(
         (status = 200, description = "The patterns invalidated", body = Invalidated),
         (status = 422, description = "`id` is not an integer", body = ErrorBody),
-    )
+        (status = 401, description = "No credentials, or invalid ones", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+    ),
+    security(("session_cookie" = []), ("session_authorization" = []), ("session_header" = []), ("bearer" = []))
 )]
 pub(crate) async fn invalidate_user(
     State(state): State<AppState>,

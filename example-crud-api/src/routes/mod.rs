@@ -37,7 +37,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/auth/sessions", get(auth::sessions))
         .route("/cache/session/info", get(auth::session_info))
         .route("/cache/session/update", post(auth::update_session))
-        .route("/cache/session", delete(auth::logout))
+        .route("/cache/session", delete(auth::end_session))
         .route("/cache/stats", get(cache::stats))
         .route("/cache/clear", post(cache::clear))
         .route("/cache/invalidate/user/{id}", post(cache::invalidate_user))

@@ -9,7 +9,7 @@ use axum::response::IntoResponse;
 use utoipa::openapi::{ContentBuilder, Ref, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::{cache, ops, tasks, users};
+use super::{auth, cache, ops, tasks, users};
 use crate::error::ErrorBody;
 
 #[derive(OpenApi)]
@@ -24,6 +24,8 @@ use crate::error::ErrorBody;
         users::list, users::create, users::filter, users::filter_paginated,
         users::get, users::update, users::delete,
         tasks::list, tasks::create, tasks::get, tasks::update, tasks::delete,
+        auth::login, auth::token, auth::logout, auth::logout_all, auth::sessions,
+        auth::session_info, auth::update_session, auth::end_session,
         cache::stats, cache::clear, cache::invalidate_user,
         ops::health, ops::metrics, document,
     ),
@@ -31,10 +33,11 @@ use crate::error::ErrorBody;
     tags(
         (name = "users", description = "Users, their lists and the filter language (cached)"),
         (name = "tasks", description = "A user's tasks (cached)"),
-        (name = "cache", description = "Cache administration"),
+        (name = "auth", description = "Logins, sessions and tokens"),
+        (name = "cache", description = "Cache administration (admins only)"),
         (name = "ops", description = "Health, metrics and this document"),
     ),
-    modifiers(&CommonResponses),
+    modifiers(&CommonResponses, &SecuritySchemes),
 )]
 struct ApiDoc;
 
@@ -108,6 +111,56 @@ impl Modify for CommonResponses {
                     );
                 }
             }
+        }
+    }
+}
+
+/// The four ways to send a credential (API.md): a session id in the `session_id` cookie, in
+/// `Authorization: Session <id>` or in `X-Session-ID`, or a JWT in `Authorization: Bearer`.
+/// Two different ones in one request answer 400.
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
+        };
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let schemes = [
+            (
+                "session_cookie",
+                SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                    "session_id",
+                    "The session id from `POST /auth/login` (`HttpOnly`, `SameSite=Lax`)",
+                ))),
+            ),
+            (
+                "session_authorization",
+                SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                    "Authorization",
+                    "`Session <id>`: the session id from `POST /auth/login`",
+                ))),
+            ),
+            (
+                "session_header",
+                SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                    "X-Session-ID",
+                    "The session id from `POST /auth/login`",
+                ))),
+            ),
+            (
+                "bearer",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .bearer_format("JWT")
+                        .description(Some("A token from `POST /auth/token` (HS256)"))
+                        .build(),
+                ),
+            ),
+        ];
+        for (name, scheme) in schemes {
+            components.add_security_scheme(name, scheme);
         }
     }
 }
