@@ -65,18 +65,6 @@ async fn insert_demo_data(
     // Fixed timestamps keep the data identical from run to run.
     let epoch = DateTime::<Utc>::from_timestamp(1_704_067_200, 0).unwrap_or_default();
     let txn = db.begin().await?;
-    user::ActiveModel {
-        name: Set("Admin".to_owned()),
-        email: Set(ADMIN_EMAIL.to_owned()),
-        age: Set(None),
-        is_active: Set(true),
-        role: Set("admin".to_owned()),
-        password_hash: Set(Some(admin_hash.to_owned())),
-        created_at: Set(epoch),
-        ..Default::default()
-    }
-    .insert(&txn)
-    .await?;
     let mut start = 1;
     while start <= users {
         let end = users.min(start.saturating_add(CHUNK - 1));
@@ -125,6 +113,19 @@ async fn insert_demo_data(
             break;
         }
     }
+    // Last, so that `user<i>` has id i.
+    user::ActiveModel {
+        name: Set("Admin".to_owned()),
+        email: Set(ADMIN_EMAIL.to_owned()),
+        age: Set(None),
+        is_active: Set(true),
+        role: Set("admin".to_owned()),
+        password_hash: Set(Some(admin_hash.to_owned())),
+        created_at: Set(epoch),
+        ..Default::default()
+    }
+    .insert(&txn)
+    .await?;
     txn.commit().await?;
     Ok(users.saturating_add(1))
 }
