@@ -33,6 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::{Duration, Instant};
 
+use cache_runtime::session::{NewSession, SessionConfig, SessionId, SessionStore};
 use cache_runtime::{Cache, Fallback, KeyBuilder, Mode, cached, invalidates};
 use cached::AsyncRedisCache;
 use cached::macros::concurrent_cached;
@@ -307,10 +308,11 @@ enum Case {
     Degraded,
     NamedKey,
     HashedKey,
+    SessionGet,
 }
 
 impl Case {
-    const ALL: [Case; 18] = [
+    const ALL: [Case; 19] = [
         Case::RawHit,
         Case::OursHit,
         Case::TheirsHit,
@@ -329,6 +331,7 @@ impl Case {
         Case::Degraded,
         Case::NamedKey,
         Case::HashedKey,
+        Case::SessionGet,
     ];
 
     fn name(self) -> &'static str {
@@ -351,13 +354,14 @@ impl Case {
             Case::Degraded => "`#[cached]`, Redis down, circuit open",
             Case::NamedKey => "key `users:<id>`",
             Case::HashedKey => "key `users:list:<blake3(skip, limit)>`",
+            Case::SessionGet => "session lookup (one script: read, check, slide the TTL)",
         }
     }
 
     /// What this case is compared with.
     fn limit(self) -> Option<Case> {
         match self {
-            Case::OursHit | Case::TheirsHit => Some(Case::RawHit),
+            Case::OursHit | Case::TheirsHit | Case::SessionGet => Some(Case::RawHit),
             Case::OursMiss | Case::OursRefill | Case::TheirsMiss => Some(Case::RawMiss),
             Case::OursClusterHit => Some(Case::RawClusterHit),
             Case::OursClusterMiss => Some(Case::RawClusterMiss),
@@ -381,7 +385,8 @@ impl Case {
             | Case::RawClusterHit
             | Case::OursClusterHit
             | Case::RawClusterMiss
-            | Case::OursClusterMiss => 1,
+            | Case::OursClusterMiss
+            | Case::SessionGet => 1,
             _ => 16,
         }
     }
@@ -395,6 +400,8 @@ struct Ctx {
     raw_cluster: ClusterConnection,
     moka: moka::sync::Cache<i32, User>,
     moka_json: moka::sync::Cache<i32, Arc<[u8]>>,
+    /// A session on the one-node cache's client, and its id.
+    session: (SessionStore, SessionId),
 }
 
 async fn run(ctx: &Ctx, case: Case, tasks: usize, dur: Duration) -> Run {
@@ -508,6 +515,16 @@ async fn run(ctx: &Ctx, case: Case, tasks: usize, dur: Duration) -> Run {
             measure(tasks, dur, every, || {
                 black_box(hashed_key(black_box(0), black_box(100)));
                 async {}
+            })
+            .await
+        }
+        Case::SessionGet => {
+            let (store, id) = ctx.session.clone();
+            measure(tasks, dur, every, move || {
+                let (store, id) = (store.clone(), id.clone());
+                async move {
+                    black_box(store.get(&id).await.expect("redis").expect("a session"));
+                }
             })
             .await
         }
@@ -876,6 +893,14 @@ async fn bench(workers: usize) {
             .expect("raw cluster connection"),
         moka: moka::sync::Cache::new(10_000),
         moka_json: moka::sync::Cache::new(10_000),
+        session: {
+            let store = SessionStore::for_cache(ours(), SessionConfig::default());
+            let (id, _) = store
+                .create(NewSession::new("42", "bench", "user"))
+                .await
+                .expect("a session");
+            (store, id)
+        },
     };
     let () = redis::cmd("SET")
         .arg("raw:users:42")
@@ -1217,6 +1242,17 @@ impl Report {
 
     fn goals(&self) -> Table {
         let mut t = Table::new(&["goal", "measured", "met"]);
+        let session = self.ratio(Case::SessionGet, Case::RawHit, 64);
+        t.row(vec![
+            "session lookup >= 0.9x raw GET + decode at 1 and 64 tasks".to_owned(),
+            format!(
+                "{} (1 task: {})",
+                session.show(ratio),
+                self.ratio(Case::SessionGet, Case::RawHit, 1).show(ratio)
+            ),
+            yes(session.median >= 0.9
+                && self.ratio(Case::SessionGet, Case::RawHit, 1).median >= 0.9),
+        ]);
         let hit = self.ratio(Case::OursHit, Case::RawHit, 64);
         t.row(vec![
             "Redis hit >= 0.95x raw GET + decode at 64 tasks".to_owned(),
