@@ -150,14 +150,41 @@ async fn apply(db: &impl ConnectionTrait, schema: &Schema, version: i64) -> Resu
             Ok(())
         }
         2 => {
-            db.execute_unprepared(
-                "ALTER TABLE users ADD COLUMN role VARCHAR(16) NOT NULL DEFAULT 'user'",
-            )
-            .await?;
-            db.execute_unprepared("ALTER TABLE users ADD COLUMN password_hash TEXT")
-                .await?;
+            // Rows from before get the role `user` and no password (they cannot log in until
+            // one is set). A column that exists already (a development build that created
+            // `users` from the live entity) is left alone.
+            let existing = columns(db, "users").await?;
+            for (column, definition) in [
+                ("role", "VARCHAR(16) NOT NULL DEFAULT 'user'"),
+                ("password_hash", "TEXT"),
+            ] {
+                if !existing.iter().any(|c| c == column) {
+                    db.execute_unprepared(&format!(
+                        "ALTER TABLE users ADD COLUMN {column} {definition}"
+                    ))
+                    .await?;
+                }
+            }
             Ok(())
         }
         other => Err(DbErr::Migration(format!("no migration {other}"))),
     }
+}
+
+/// The column names of `table` (a constant: it is part of the SQL text).
+async fn columns(db: &impl ConnectionTrait, table: &'static str) -> Result<Vec<String>, DbErr> {
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DbBackend::Sqlite => format!("SELECT name FROM pragma_table_info('{table}')"),
+        _ => format!(
+            "SELECT column_name AS name FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name = '{table}'"
+        ),
+    };
+    let rows = db
+        .query_all_raw(sea_orm::Statement::from_string(backend, sql))
+        .await?;
+    rows.iter()
+        .map(|row| row.try_get::<String>("", "name"))
+        .collect()
 }

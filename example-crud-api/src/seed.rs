@@ -6,9 +6,10 @@ use cache_runtime::invalidates;
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
-    PaginatorTrait, QueryFilter, QuerySelect, TransactionTrait,
+    PaginatorTrait, QueryFilter, QuerySelect, SqlErr, TransactionTrait,
 };
 
+use crate::entities::user::Role;
 use crate::entities::{task, user};
 use crate::error::Error;
 use crate::service::accounts::{hash_password, valid_password};
@@ -34,22 +35,80 @@ pub const DEMO_PASSWORD: &str = "password";
 pub const ADMIN_EMAIL: &str = "admin@example.com";
 
 /// Inserts `users` users (`user<i>@example.com`, 1-based, password [`DEMO_PASSWORD`]) with
-/// three tasks each, and the admin [`ADMIN_EMAIL`] with `admin_password`, unless the database
-/// already has users; returns how many users were inserted (the admin included).
+/// three tasks each, and the admin [`ADMIN_EMAIL`] (role `admin`, name `Admin`) with
+/// `admin_password`, unless the database already has users; returns how many users were
+/// inserted (the admin included). `users == 0` does nothing.
+///
+/// A database that has users but no [`ADMIN_EMAIL`] (one from before accounts existed) gets
+/// the admin alone (returns 1). An [`ADMIN_EMAIL`] account that exists already is left as it
+/// is, whatever its role: it may have been created through the API by anyone, so the seed
+/// never promotes it (it logs a warning when that account is not an admin).
 ///
 /// One argon2 hash serves every demo user (each hash costs tens of milliseconds, 10,000 of
-/// them minutes): they share a password anyway.
+/// them minutes): they share a password anyway. The admin gets a hash of its own.
 ///
 /// # Errors
-/// Database errors (nothing is inserted then); an `admin_password` the API would refuse.
+/// Database errors (nothing is inserted then); an `admin_password` the API would refuse
+/// (422 naming `ADMIN_PASSWORD`), checked only when the admin is to be created.
 pub async fn seed(db: &DatabaseConnection, users: u32, admin_password: &str) -> Result<u32, Error> {
-    if users == 0 || user::Entity::find().count(db).await? > 0 {
+    if users == 0 {
         return Ok(0);
+    }
+    if user::Entity::find().count(db).await? > 0 {
+        let admin = user::Entity::find()
+            .filter(user::Column::Email.eq(ADMIN_EMAIL))
+            .one(db)
+            .await?;
+        if let Some(admin) = admin {
+            if admin.role != Role::Admin.as_str() {
+                tracing::warn!(
+                    email = ADMIN_EMAIL,
+                    role = admin.role,
+                    "the admin account exists without the admin role; the seed leaves it as is"
+                );
+            }
+            return Ok(0);
+        }
+        valid_password(admin_password)
+            .map_err(|e| Error::Invalid(format!("ADMIN_PASSWORD: {e}")))?;
+        let admin_hash = hash_password(admin_password.to_owned()).await?;
+        return match insert_admin(db, &admin_hash).await {
+            Ok(()) => Ok(1),
+            // Another instance seeding at the same time created it.
+            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => Ok(0),
+            Err(e) => Err(e.into()),
+        };
     }
     valid_password(admin_password).map_err(|e| Error::Invalid(format!("ADMIN_PASSWORD: {e}")))?;
     let demo_hash = hash_password(DEMO_PASSWORD.to_owned()).await?;
     let admin_hash = hash_password(admin_password.to_owned()).await?;
     Ok(insert_demo_data(db, users, &demo_hash, &admin_hash).await?)
+}
+
+/// Fixed timestamps keep the data identical from run to run.
+fn epoch() -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp(1_704_067_200, 0).unwrap_or_default()
+}
+
+/// The admin's row.
+fn admin_row(admin_hash: &str) -> user::ActiveModel {
+    user::ActiveModel {
+        name: Set("Admin".to_owned()),
+        email: Set(ADMIN_EMAIL.to_owned()),
+        age: Set(None),
+        is_active: Set(true),
+        role: Set(Role::Admin.as_str().to_owned()),
+        password_hash: Set(Some(admin_hash.to_owned())),
+        created_at: Set(epoch()),
+        ..Default::default()
+    }
+}
+
+/// Inserts the admin alone. Lists and filter results may now include it (as for
+/// [`create_user`](crate::service::users::create_user)).
+#[invalidates("users:list:*", "users:filter:*")]
+async fn insert_admin(db: &DatabaseConnection, admin_hash: &str) -> Result<(), DbErr> {
+    admin_row(admin_hash).insert(db).await.map(drop)
 }
 
 /// The insertion itself. Everything cached about users and tasks is invalidated, as a cache
@@ -62,8 +121,7 @@ async fn insert_demo_data(
     demo_hash: &str,
     admin_hash: &str,
 ) -> Result<u32, DbErr> {
-    // Fixed timestamps keep the data identical from run to run.
-    let epoch = DateTime::<Utc>::from_timestamp(1_704_067_200, 0).unwrap_or_default();
+    let epoch = epoch();
     let txn = db.begin().await?;
     let mut start = 1;
     while start <= users {
@@ -77,7 +135,7 @@ async fn insert_demo_data(
             email: Set(email(i)),
             age: Set((i % 10 != 0).then(|| 18 + (i % 60) as i32)),
             is_active: Set(i % 7 != 0),
-            role: Set("user".to_owned()),
+            role: Set(Role::User.as_str().to_owned()),
             password_hash: Set(Some(demo_hash.to_owned())),
             created_at: Set(epoch + Duration::seconds(i.into())),
             ..Default::default()
@@ -114,18 +172,7 @@ async fn insert_demo_data(
         }
     }
     // Last, so that `user<i>` has id i.
-    user::ActiveModel {
-        name: Set("Admin".to_owned()),
-        email: Set(ADMIN_EMAIL.to_owned()),
-        age: Set(None),
-        is_active: Set(true),
-        role: Set("admin".to_owned()),
-        password_hash: Set(Some(admin_hash.to_owned())),
-        created_at: Set(epoch),
-        ..Default::default()
-    }
-    .insert(&txn)
-    .await?;
+    admin_row(admin_hash).insert(&txn).await?;
     txn.commit().await?;
     Ok(users.saturating_add(1))
 }

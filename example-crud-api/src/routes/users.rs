@@ -128,14 +128,17 @@ pub(crate) async fn update(
     Json(patch): Json<UserPatch>,
 ) -> Result<Json<user::Model>, Error> {
     if patch.password.is_none() {
-        return Ok(Json(users::update_user(&state.db, id, patch).await?));
+        return Ok(Json(users::update_user(&state.db, id, patch).await?.user));
     }
     // A new password ends every session: before the change (a store that cannot do it
     // answers 503 and nothing changes), and after it (a login that raced the change).
     end_sessions(&state, id).await?;
-    let user = users::update_user(&state.db, id, patch).await?;
-    end_sessions(&state, id).await?;
-    Ok(Json(user))
+    let updated = users::update_user(&state.db, id, patch).await?;
+    // sessions: end on password change
+    if updated.password_changed {
+        end_sessions(&state, id).await?;
+    }
+    Ok(Json(updated.user))
 }
 
 async fn end_sessions(state: &AppState, user_id: i32) -> Result<(), Error> {

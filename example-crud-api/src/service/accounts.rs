@@ -5,13 +5,14 @@
 use std::sync::LazyLock;
 
 use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 
 use crate::entities::user;
 use crate::error::Error;
 
-/// Checks a password's length (8 to 128 characters).
+/// Checks a password's length (8 to 128 characters); the message names `password`.
 pub(crate) fn valid_password(password: &str) -> Result<(), String> {
     match password.chars().count() {
         8..=128 => Ok(()),
@@ -19,45 +20,57 @@ pub(crate) fn valid_password(password: &str) -> Result<(), String> {
     }
 }
 
-fn hash_now(password: &str) -> Result<String, Error> {
-    let mut salt = [0u8; 16];
-    getrandom::fill(&mut salt).map_err(|e| Error::Internal(format!("no OS random source: {e}")))?;
-    let salt = SaltString::encode_b64(&salt).map_err(|e| Error::Internal(e.to_string()))?;
+/// Argon2id (version 19) with the crate's default parameters.
+fn argon2() -> Argon2<'static> {
     Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|hash| hash.to_string())
-        .map_err(|e| Error::Internal(format!("password hashing: {e}")))
 }
 
-/// An argon2id hash of `password` with a fresh random salt, computed on the blocking pool.
+/// Hashes `password` with a fresh 16-byte salt from the OS CSPRNG (blocking: tens of
+/// milliseconds of CPU).
+fn hash_now(password: &str) -> Result<String, Error> {
+    let hash: PasswordHash = argon2()
+        .hash_password(password.as_bytes())
+        .map_err(|e| Error::Internal(format!("password hashing: {e}")))?;
+    Ok(hash.to_string())
+}
+
+/// An argon2id hash of `password` (a PHC string, `$argon2id$v=19$...`) with a fresh random
+/// salt, so that two hashes of one password differ. Computed on the blocking pool, never on
+/// an async worker.
 ///
 /// # Errors
-/// No OS random source; a blocking pool that is shutting down.
+/// [`Error::Internal`] (500) without an OS random source, or when the blocking pool is
+/// shutting down.
 pub async fn hash_password(password: String) -> Result<String, Error> {
     tokio::task::spawn_blocking(move || hash_now(&password))
         .await
         .map_err(|e| Error::Internal(format!("password hashing: {e}")))?
 }
 
-/// A hash no password matches, verified for unknown emails so that they take as long as
-/// wrong passwords (no account enumeration by timing).
-static DUMMY_HASH: LazyLock<Option<String>> = LazyLock::new(|| {
-    let mut random = [0u8; 32];
-    getrandom::fill(&mut random).ok()?;
-    hash_now(&format!("{random:?}")).ok()
+/// A hash that [`verify_password`] checks when there is no usable hash (unknown email, an
+/// account without a password), so that those take as long as a wrong password: no account
+/// enumeration by timing. Computed once, on first use, with the same parameters as every
+/// other hash. Its password is never accepted either way (see [`verify_password`]).
+static DUMMY_HASH: LazyLock<Option<PasswordHash>> = LazyLock::new(|| {
+    let hash = hash_now("a dummy password nobody logs in with").ok()?;
+    PasswordHash::new(&hash).ok()
 });
 
-/// Whether `password` matches `hash` (`None`: an unknown user, checked against a dummy hash
-/// all the same), on the blocking pool.
+/// Whether `password` matches `hash`, on the blocking pool.
+///
+/// `None` (an unknown user, or one without a password) and a hash that does not parse are
+/// never a match, but still cost one argon2 computation, against a dummy hash: every failed
+/// login takes the same time.
 pub async fn verify_password(hash: Option<String>, password: String) -> bool {
     tokio::task::spawn_blocking(move || {
-        let known = hash.is_some();
-        let hash = hash.or_else(|| DUMMY_HASH.clone()).unwrap_or_default();
-        let Ok(parsed) = PasswordHash::new(&hash) else {
+        let parsed = hash.as_deref().and_then(|h| PasswordHash::new(h).ok());
+        let known = parsed.is_some();
+        let Some(target) = parsed.as_ref().or(DUMMY_HASH.as_ref()) else {
+            // No OS random source for the dummy hash, and nothing else to check.
             return false;
         };
-        let matches = Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
+        let matches = argon2()
+            .verify_password(password.as_bytes(), target)
             .is_ok();
         known && matches
     })
@@ -65,9 +78,15 @@ pub async fn verify_password(hash: Option<String>, password: String) -> bool {
     .unwrap_or(false)
 }
 
-/// The active user with this email and password; `None` for an unknown email, a wrong
-/// password, an account without a password or an inactive one (the caller answers all of
-/// them with one message).
+/// The user with this email and password, if it may log in; `None` otherwise.
+///
+/// `None` covers an unknown email, a wrong password, an account without a password and an
+/// inactive account (`is_active: false`: its password is checked, then refused all the same),
+/// so that the caller answers all of them with one message, and all of them take one argon2
+/// verification (see [`verify_password`]).
+///
+/// The row is read from the database, never from the cache: credentials, the active flag and
+/// the role must be current, and the password hash is not even in the cached JSON.
 ///
 /// # Errors
 /// Database errors.

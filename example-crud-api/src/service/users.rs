@@ -3,6 +3,8 @@
 //! The reads return [`JsonText`]: the rows serialized once, when loaded, so that a cache hit is
 //! answered with the cached text as it is, without decoding rows and encoding them again.
 
+use std::fmt;
+
 use cache_runtime::{cached, invalidates};
 use sea_orm::{
     AccessMode, ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbBackend,
@@ -19,8 +21,8 @@ use crate::entities::{task, user};
 use crate::error::Error;
 use crate::filter::ValidFilter;
 
-/// The body of `POST /users`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// The body of `POST /users` (its `Debug` does not show the password).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "Ada", "email": "ada@example.com", "age": 36}))]
 pub struct NewUser {
@@ -40,7 +42,9 @@ pub struct NewUser {
     pub is_active: bool,
     /// 8 to 128 characters; stored only as an argon2id hash. Without one the user cannot log
     /// in.
-    #[serde(default, skip_serializing)]
+    // Never serialized; `skip_serializing_if` rather than `skip_serializing`, which would
+    // drop the field from the OpenAPI schema too.
+    #[serde(default, skip_serializing_if = "never")]
     #[schema(min_length = 8, max_length = 128, format = Password, write_only)]
     pub password: Option<String>,
 }
@@ -49,9 +53,44 @@ fn active_by_default() -> bool {
     true
 }
 
+/// For `skip_serializing_if`: a password is never serialized.
+fn never<T>(_: &T) -> bool {
+    true
+}
+
+/// `Some("<redacted>")` for a present password, so that `Debug` never shows one.
+fn redacted(password: Option<&String>) -> Option<&'static str> {
+    password.map(|_| "<redacted>")
+}
+
+impl fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewUser")
+            .field("name", &self.name)
+            .field("email", &self.email)
+            .field("age", &self.age)
+            .field("is_active", &self.is_active)
+            .field("password", &redacted(self.password.as_ref()))
+            .finish()
+    }
+}
+
+impl fmt::Debug for UserPatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserPatch")
+            .field("name", &self.name)
+            .field("email", &self.email)
+            .field("age", &self.age)
+            .field("is_active", &self.is_active)
+            .field("password", &redacted(self.password.as_ref()))
+            .finish()
+    }
+}
+
 /// The body of `PUT /users/{id}`: absent fields are left unchanged; `"age": null` clears the
-/// age. The other fields cannot be null: `null` for them is a 422.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// age. The other fields cannot be null: `null` for them is a 422. Its `Debug` does not show
+/// the password.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "Ada L.", "age": null}))]
 pub struct UserPatch {
@@ -88,7 +127,11 @@ pub struct UserPatch {
     #[schema(nullable = false)]
     pub is_active: Option<bool>,
     /// New password (8 to 128 characters): every session of the user ends.
-    #[serde(default, deserialize_with = "super::non_null", skip_serializing)]
+    #[serde(
+        default,
+        deserialize_with = "super::non_null",
+        skip_serializing_if = "never"
+    )]
     #[schema(nullable = false, min_length = 8, max_length = 128, format = Password, write_only)]
     pub password: Option<String>,
 }
@@ -286,7 +329,7 @@ pub async fn create_user(db: &DatabaseConnection, new: NewUser) -> Result<user::
         email: Set(email.clone()),
         age: Set(age),
         is_active: Set(new.is_active),
-        role: Set("user".to_owned()),
+        role: Set(user::Role::User.as_str().to_owned()),
         password_hash: Set(password_hash),
         created_at: Set(now()),
         ..Default::default()
@@ -296,18 +339,38 @@ pub async fn create_user(db: &DatabaseConnection, new: NewUser) -> Result<user::
         .map_err(|e| Error::conflict_on_unique(e, email_taken(&email)))
 }
 
-/// Updates the fields present in `patch`. Invalidates the row and every list or filter result
-/// (which may contain it, or should now); other users' rows and every user's tasks stay cached,
-/// which is what lets a write-heavy mix still hit the cache.
+/// What [`update_user`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Updated {
+    /// The user as stored now.
+    pub user: user::Model,
+    /// Whether a new password hash was stored (the patch had a `password`; setting the same
+    /// password again counts too, as it gets a new salt). The caller ends every session of the
+    /// user when it is `true`.
+    pub password_changed: bool,
+}
+
+impl Updated {
+    /// Whether a new password was stored; see the field [`Updated::password_changed`].
+    pub fn password_changed(&self) -> bool {
+        self.password_changed
+    }
+}
+
+/// Updates the fields present in `patch`; a `password` is hashed (off the async workers) and
+/// stored, and reported as [`Updated::password_changed`]. Invalidates the row and every list
+/// or filter result (which may contain it, or should now); other users' rows and every user's
+/// tasks stay cached, which is what lets a write-heavy mix still hit the cache.
 ///
 /// # Errors
 /// 404 for an unknown user, 422 for invalid fields, 409 for a taken email, database errors.
+/// Nothing is stored then, the password included.
 #[invalidates("users:<id>", "users:list:*", "users:filter:*")]
 pub async fn update_user(
     db: &DatabaseConnection,
     id: i32,
     patch: UserPatch,
-) -> Result<user::Model, Error> {
+) -> Result<Updated, Error> {
     let mut problems = Problems::default();
     let name = problems.check(patch.name.as_deref().map(valid_name).transpose());
     let email = problems.check(patch.email.as_deref().map(valid_email).transpose());
@@ -332,16 +395,24 @@ pub async fn update_user(
     if let Some(is_active) = patch.is_active {
         row.is_active = Set(is_active);
     }
+    let password_changed = patch.password.is_some();
     if let Some(password) = patch.password {
         row.password_hash = Set(Some(hash_password(password).await?));
     }
     if !row.is_changed() {
-        return Ok(current);
+        return Ok(Updated {
+            user: current,
+            password_changed,
+        });
     }
-    row.update(db).await.map_err(|e| match e {
+    let user = row.update(db).await.map_err(|e| match e {
         // Deleted between the read and the write.
         DbErr::RecordNotUpdated => Error::not_found("user", id),
         e => Error::conflict_on_unique(e, email_taken(email.as_deref().unwrap_or_default())),
+    })?;
+    Ok(Updated {
+        user,
+        password_changed,
     })
 }
 
