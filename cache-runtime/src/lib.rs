@@ -48,6 +48,8 @@ mod cache;
 mod config;
 mod context;
 mod error;
+#[cfg(feature = "rate-limit")]
+pub mod rate_limit;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "sessions")]
