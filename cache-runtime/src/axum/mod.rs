@@ -1,7 +1,8 @@
 //! Web framework integration (feature `axum`): a tower layer that runs every request in a
 //! cache's [`scope`](crate::scope), so the annotated functions a handler calls use the cache of
 //! the app that received the request. It is plain tower, so it fits axum, tonic or hyper alike.
-//! With `sessions`, [`auth`]: the session and principal extractors.
+//! With `sessions`, [`auth`]: the session and principal extractors; with `rate-limit`,
+//! [`rate_limit`]: the rate-limit layer.
 
 use std::task::{Context, Poll};
 
@@ -13,6 +14,8 @@ use crate::Cache;
 
 #[cfg(feature = "sessions")]
 pub mod auth;
+#[cfg(feature = "rate-limit")]
+pub mod rate_limit;
 
 /// Runs each request in `cache`'s scope.
 ///
