@@ -44,6 +44,7 @@ pub mod filter;
 mod json_text;
 pub mod metrics;
 mod migration;
+mod rate_limits;
 mod routes;
 pub mod seed;
 pub mod service;
@@ -51,12 +52,13 @@ pub mod service;
 pub use db::{DEFAULT_DATABASE_URL, connect_db};
 pub use error::catch_panic_layer;
 pub use json_text::JsonText;
+pub use rate_limits::{DEFAULT_LOGIN_LIMIT, RateLimits};
 pub use routes::openapi::openapi;
 
 use crate::metrics::Metrics;
 
-/// What every handler gets: the database, the cache, sessions and tokens, the metrics
-/// registry. Cheap to clone.
+/// What every handler gets: the database, the cache, sessions and tokens, the rate limits,
+/// the metrics registry. Cheap to clone.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct AppState {
@@ -66,6 +68,8 @@ pub struct AppState {
     pub cache: Cache,
     /// Sessions (on the cache's Redis client, or in process) and bearer tokens.
     pub auth: Auth,
+    /// The login and API rate limits.
+    pub limits: RateLimits,
     /// Request and cache metrics.
     pub metrics: Metrics,
 }
@@ -73,7 +77,8 @@ pub struct AppState {
 impl AppState {
     /// A state with a fresh metrics registry, sessions with the default lifetimes on the
     /// cache's Redis client (in process without one), and tokens signed with a random
-    /// per-process secret (see [`AppState::with_auth`] for configured ones).
+    /// per-process secret (see [`AppState::with_auth`] for configured ones), and no rate
+    /// limits ([`AppState::with_rate_limits`]; the binary reads them from the environment).
     ///
     /// # Panics
     /// If the OS has no random source.
@@ -84,8 +89,16 @@ impl AppState {
             db,
             cache,
             auth,
+            limits: RateLimits::default(),
             metrics: Metrics::new(),
         }
+    }
+
+    /// The same state with `limits` instead.
+    #[must_use]
+    pub fn with_rate_limits(mut self, limits: RateLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The same state with `auth` instead.
@@ -129,7 +142,7 @@ impl FromRef<AppState> for DatabaseConnection {
 /// outermost).
 pub fn app(state: AppState) -> Router {
     let metrics = state.metrics.clone();
-    routes::router()
+    routes::router(&state)
         .layer(middleware::from_fn_with_state(metrics, record_metrics))
         .layer(CacheLayer::new(state.cache.clone()))
         .with_state(state)

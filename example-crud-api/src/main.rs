@@ -4,13 +4,14 @@
 //! `HOST`, `PORT`, `SEED_USERS`, `RUST_LOG`, and the cache's `REDIS_*` / `CACHE_*` variables.
 
 use std::error::Error;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use cache_runtime::axum::auth::Auth;
 use cache_runtime::session::{Jwt, SessionConfig, SessionStore};
 use cache_runtime::{Cache, Config, Environment};
-use example_crud_api::{AppState, DEFAULT_DATABASE_URL, app, connect_db, seed};
+use example_crud_api::{AppState, DEFAULT_DATABASE_URL, RateLimits, app, connect_db, seed};
 use tracing_subscriber::EnvFilter;
 
 const USAGE: &str = "\
@@ -19,7 +20,8 @@ usage: example-crud-api [--seed N]
   --seed N   insert N demo users with 3 tasks each, unless users exist (or SEED_USERS=N)
 
 Environment (also read from .env): DATABASE_URL (default sqlite://data/app.db?mode=rwc),
-HOST (127.0.0.1), PORT (8000), RUST_LOG (info), REDIS_ENABLED, REDIS_URL, CACHE_* ...";
+HOST (127.0.0.1), PORT (8000), RUST_LOG (info), REDIS_ENABLED, REDIS_URL, CACHE_*,
+SESSION_*, JWT_*, LOGIN_RATE_LIMIT, API_RATE_LIMIT, TRUSTED_PROXIES ...";
 
 /// How long shutting down may take to send the cache's queued invalidations to Redis.
 const CACHE_SHUTDOWN: Duration = Duration::from_secs(5);
@@ -90,9 +92,14 @@ async fn run(env: &Environment) -> Result<(), Box<dyn Error>> {
     let listener = tokio::net::TcpListener::bind((host.as_str(), port)).await?;
     tracing::info!("listening on http://{}", listener.local_addr()?);
     let auth = auth_from(env, &cache)?;
+    let limits = RateLimits::from_lookup(|n| env.get(n), &cache)?;
+    let state = AppState::new(db, cache.clone())
+        .with_auth(auth)
+        .with_rate_limits(limits);
+    // The peer's address: the rate limits key by it.
     axum::serve(
         listener,
-        app(AppState::new(db, cache.clone()).with_auth(auth)),
+        app(state).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown_signal())
     .await?;

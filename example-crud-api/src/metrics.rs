@@ -9,12 +9,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
+use cache_runtime::rate_limit::RateLimitStats;
 use cache_runtime::{Cache, PrefixStats};
 use metrics::{
     Counter, Histogram, counter, describe_counter, describe_gauge, describe_histogram, gauge,
     histogram,
 };
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+
+use crate::RateLimits;
 
 /// Latency histogram buckets, in seconds.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -117,10 +120,13 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition, with `cache`'s counters as of now.
-    pub fn render(&self, cache: &Cache) -> String {
+    /// The Prometheus text exposition, with `cache`'s and `limits`' counters as of now.
+    pub fn render(&self, cache: &Cache, limits: &RateLimits) -> String {
         let stats = cache.stats();
         metrics::with_local_recorder(&self.inner.recorder, || {
+            for limiter in limits.stats() {
+                record_limiter(&limiter);
+            }
             for (prefix, counters) in &stats.prefixes {
                 record_prefix(prefix, counters);
             }
@@ -174,7 +180,39 @@ fn record_prefix(prefix: &str, s: &PrefixStats) {
     }
 }
 
+fn record_limiter(s: &RateLimitStats) {
+    let name = || s.name.clone();
+    for (decision, value) in [("allowed", s.allowed), ("limited", s.limited)] {
+        counter!("rate_limit_decisions_total", "limiter" => name(), "decision" => decision)
+            .absolute(value);
+    }
+    for (mode, value) in [("local", s.local), ("open", s.open), ("closed", s.closed)] {
+        counter!("rate_limit_fallback_total", "limiter" => name(), "mode" => mode).absolute(value);
+    }
+    counter!("rate_limit_redis_errors_total", "limiter" => name()).absolute(s.redis_errors);
+    for mode in ["redis", "memory", "local", "open", "closed"] {
+        let current = if s.mode == mode { 1.0 } else { 0.0 };
+        gauge!("rate_limit_mode", "limiter" => name(), "mode" => mode).set(current);
+    }
+}
+
 fn describe() {
+    describe_counter!(
+        "rate_limit_decisions_total",
+        "Rate-limit checks by limiter and decision (allowed, limited)"
+    );
+    describe_counter!(
+        "rate_limit_fallback_total",
+        "Rate-limit checks decided without Redis, by limiter and mode (local, open, closed)"
+    );
+    describe_counter!(
+        "rate_limit_redis_errors_total",
+        "Rate-limit checks whose Redis call failed"
+    );
+    describe_gauge!(
+        "rate_limit_mode",
+        "1 for who decides a limiter's checks now (redis, memory, or the failure mode)"
+    );
     describe_counter!(
         "http_requests_total",
         "HTTP requests by method, route and status"

@@ -343,7 +343,10 @@ fn text(value: &HeaderValue) -> Result<&str, AuthRejection> {
 }
 
 /// Authenticates `parts` once per request (later extractors reuse the result).
-pub(super) async fn authenticate(parts: &mut Parts, auth: &Auth) -> Result<Option<Principal>, AuthRejection> {
+pub(super) async fn authenticate(
+    parts: &mut Parts,
+    auth: &Auth,
+) -> Result<Option<Principal>, AuthRejection> {
     if let Some(done) = parts.extensions.get::<Authenticated>() {
         return done.0.clone();
     }

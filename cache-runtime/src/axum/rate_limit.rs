@@ -39,6 +39,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use ::axum::extract::ConnectInfo;
+use ::axum::extract::connect_info::MockConnectInfo;
 use axum_core::body::Body;
 use axum_core::response::{IntoResponse, Response};
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
@@ -99,7 +100,11 @@ impl TrustedProxies {
                 s.parse::<IpNet>()
                     .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
                     .map_err(|_| {
-                        ConfigError::invalid(name, value, format!("`{s}` is not a CIDR or an address"))
+                        ConfigError::invalid(
+                            name,
+                            value,
+                            format!("`{s}` is not a CIDR or an address"),
+                        )
                     })
             })
             .collect::<Result<_, _>>()
@@ -172,8 +177,9 @@ impl RateLimitLayer {
     }
 
     /// One partition per client IP ([`TrustedProxies`]), read from axum's
-    /// `ConnectInfo<SocketAddr>` (serve with `into_make_service_with_connect_info`; without
-    /// it every request shares one partition, and a warning says so).
+    /// `ConnectInfo<SocketAddr>` (serve with `into_make_service_with_connect_info`; in tests,
+    /// `MockConnectInfo` works too; without either, every request shares one partition, and
+    /// a warning says so).
     pub fn per_ip(limiter: RateLimiter) -> Self {
         Self::with(limiter, KeyBy::Ip)
     }
@@ -222,7 +228,11 @@ impl<S> Layer<S> for RateLimitLayer {
     fn layer(&self, inner: S) -> Self::Service {
         let policy = self.limiter.policy();
         let window = ceil_secs(policy.limit().window());
-        let header = format!("\"{}\";q={};w={window}", policy.name(), policy.limit().count());
+        let header = format!(
+            "\"{}\";q={};w={window}",
+            policy.name(),
+            policy.limit().count()
+        );
         RateLimitService {
             inner,
             shared: Arc::new(Shared {
@@ -282,9 +292,12 @@ where
                     Ok(response)
                 }
                 Ok(decision) => Ok(shared.too_many(&decision)),
-                Err(RateLimitError::Unavailable { retry_after }) => {
-                    Ok(shared.refuse(StatusCode::SERVICE_UNAVAILABLE, &RateLimitError::Unavailable { retry_after }.to_string(), ceil_secs(retry_after), None))
-                }
+                Err(RateLimitError::Unavailable { retry_after }) => Ok(shared.refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &RateLimitError::Unavailable { retry_after }.to_string(),
+                    ceil_secs(retry_after),
+                    None,
+                )),
                 // A cost of 1 always fits; nothing else can fail.
                 Err(_) => inner.call(Request::from_parts(parts, body)).await,
             }
@@ -295,10 +308,14 @@ where
 impl Shared {
     /// The partition of a request, after recording its [`ClientIp`].
     async fn partition(&self, parts: &mut Parts) -> Option<String> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip());
+        // As axum's `ConnectInfo` extractor: the served connection's, else a test's mock.
+        let peer = match parts.extensions.get::<ConnectInfo<SocketAddr>>() {
+            Some(ConnectInfo(addr)) => Some(addr.ip()),
+            None => parts
+                .extensions
+                .get::<MockConnectInfo<SocketAddr>>()
+                .map(|MockConnectInfo(addr)| addr.ip()),
+        };
         let ip = peer.map(|peer| self.proxies.client_ip(peer, &parts.headers));
         if let Some(ip) = ip {
             parts.extensions.insert(ClientIp(ip));
@@ -338,12 +355,28 @@ impl Shared {
     fn too_many(&self, decision: &Decision) -> Response {
         let secs = decision.retry_after_secs().unwrap_or(1);
         let message = format!("rate limit exceeded; retry in {secs} s");
-        self.refuse(StatusCode::TOO_MANY_REQUESTS, &message, secs, Some(decision))
+        self.refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            &message,
+            secs,
+            Some(decision),
+        )
     }
 
-    fn refuse(&self, status: StatusCode, message: &str, retry: u64, decision: Option<&Decision>) -> Response {
+    fn refuse(
+        &self,
+        status: StatusCode,
+        message: &str,
+        retry: u64,
+        decision: Option<&Decision>,
+    ) -> Response {
         let body = serde_json::json!({ "error": message }).to_string();
-        let mut response = (status, [(CONTENT_TYPE, "application/json")], Body::from(body)).into_response();
+        let mut response = (
+            status,
+            [(CONTENT_TYPE, "application/json")],
+            Body::from(body),
+        )
+            .into_response();
         let headers = response.headers_mut();
         headers.insert(RETRY_AFTER, HeaderValue::from(retry));
         match decision {

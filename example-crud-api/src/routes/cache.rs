@@ -60,7 +60,8 @@ fn key_error(e: KeyError) -> Error {
         (
             status = 200,
             description = "Hits, misses, errors, invalidations and mode, in all and per key \
-                prefix; `sessions`: the session store's counters and live counts",
+                prefix; `sessions`: the session store's counters and live counts; `rate_limits`: each \
+                limiter's decisions (allowed, limited, and those taken without Redis)",
             body = serde_json::Value
         ),
         (status = 401, description = "No credentials, or invalid ones", body = ErrorBody),
@@ -79,6 +80,10 @@ pub(crate) async fn stats(State(state): State<AppState>, _admin: Admin) -> Json<
     }
     if let Some(map) = stats.as_object_mut() {
         map.insert("sessions".into(), counts);
+        map.insert(
+            "rate_limits".into(),
+            serde_json::to_value(state.limits.stats()).unwrap_or_default(),
+        );
     }
     Json(stats)
 }

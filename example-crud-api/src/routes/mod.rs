@@ -15,9 +15,17 @@ mod ops;
 mod tasks;
 mod users;
 
-/// Every route of the API, each documented in [`openapi`] (`GET /openapi.json`).
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
+/// Every route of the API, each documented in [`openapi`] (`GET /openapi.json`), under
+/// `state`'s rate limits: the login routes under the login limit, the others under the API
+/// limit (only matched routes: an unknown path answers 404 without counting).
+pub(crate) fn router(state: &AppState) -> Router<AppState> {
+    let mut login = Router::new()
+        .route("/auth/login", post(auth::login))
+        .route("/auth/token", post(auth::token));
+    if let Some(layer) = state.limits.login_layer() {
+        login = login.route_layer(layer);
+    }
+    let mut api = Router::new()
         .route("/users", get(users::list).post(users::create))
         .route("/users/filter", post(users::filter))
         .route("/users/filter-paginated", post(users::filter_paginated))
@@ -30,8 +38,6 @@ pub(crate) fn router() -> Router<AppState> {
             "/tasks/{id}",
             get(tasks::get).put(tasks::update).delete(tasks::delete),
         )
-        .route("/auth/login", post(auth::login))
-        .route("/auth/token", post(auth::token))
         .route("/auth/logout", post(auth::logout))
         .route("/auth/logout-all", post(auth::logout_all))
         .route("/auth/sessions", get(auth::sessions))
@@ -43,7 +49,11 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/cache/invalidate/user/{id}", post(cache::invalidate_user))
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
-        .route("/openapi.json", get(openapi::document))
+        .route("/openapi.json", get(openapi::document));
+    if let Some(layer) = state.limits.api_layer(&state.auth) {
+        api = api.route_layer(layer);
+    }
+    api.merge(login)
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
 }

@@ -6,7 +6,11 @@ use std::sync::LazyLock;
 
 use axum::http::header;
 use axum::response::IntoResponse;
-use utoipa::openapi::{ContentBuilder, Ref, Response, ResponseBuilder};
+use std::collections::BTreeMap;
+
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::{auth, cache, ops, tasks, users};
@@ -68,7 +72,8 @@ pub(crate) async fn document() -> impl IntoResponse {
 
 /// Adds the answers every operation may give to every operation, rather than to each
 /// `#[utoipa::path]`: 500 (a panic or a database error), 503 (the database is unreachable) for
-/// the database's routes, 413/415 for a JSON body that is too large or not JSON.
+/// the database's routes, 413/415 for a JSON body that is too large or not JSON, and the
+/// rate limits' 429 and headers.
 struct CommonResponses;
 
 impl Modify for CommonResponses {
@@ -82,7 +87,12 @@ impl Modify for CommonResponses {
                 &mut item.patch,
             ];
             for operation in operations.into_iter().flatten() {
+                let login = operation
+                    .operation_id
+                    .as_deref()
+                    .is_some_and(|id| id == "login" || id == "token");
                 let responses = &mut operation.responses.responses;
+                rate_limited(responses, login);
                 let mut add = |status: &str, description: &str| {
                     responses
                         .entry(status.to_owned())
@@ -113,6 +123,52 @@ impl Modify for CommonResponses {
             }
         }
     }
+}
+
+/// A limited route's answers (API.md, "Rate limits"): the `RateLimit-Policy` and `RateLimit`
+/// fields on its successes, 429 with `Retry-After` over the limit. The login routes are
+/// always limited (`LOGIN_RATE_LIMIT`), the others when `API_RATE_LIMIT` is set.
+fn rate_limited(responses: &mut BTreeMap<String, RefOr<Response>>, login: bool) {
+    let text = |description: &str| {
+        HeaderBuilder::new()
+            .schema(ObjectBuilder::new().schema_type(Type::String))
+            .description(Some(description))
+            .build()
+    };
+    let policy = text("`\"<limiter>\";q=<limit>;w=<window seconds>` (`login` or `api`)");
+    let state = text("`\"<limiter>\";r=<remaining>;t=<seconds until the quota is full again>`");
+    for (status, response) in responses.iter_mut() {
+        if let (true, RefOr::T(response)) = (status.starts_with('2'), response) {
+            response
+                .headers
+                .insert("RateLimit-Policy".into(), policy.clone());
+            response.headers.insert("RateLimit".into(), state.clone());
+        }
+    }
+    let (description, when) = if login {
+        (
+            "Too many attempts from this client IP (`LOGIN_RATE_LIMIT`, default 5/60s)",
+            "",
+        )
+    } else {
+        (
+            "Over `API_RATE_LIMIT` for this caller",
+            " (only when `API_RATE_LIMIT` is set)",
+        )
+    };
+    let mut response = error_response(&format!("{description}{when}"));
+    let retry = HeaderBuilder::new()
+        .schema(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(1)),
+        )
+        .description(Some("Seconds to wait before the same request can succeed"))
+        .build();
+    response.headers.insert("Retry-After".into(), retry);
+    response.headers.insert("RateLimit-Policy".into(), policy);
+    response.headers.insert("RateLimit".into(), state);
+    responses.insert("429".into(), response.into());
 }
 
 /// The four ways to send a credential (API.md): a session id in the `session_id` cookie, in

@@ -114,6 +114,6 @@ async fn ping(state: &AppState) -> DatabaseHealth {
 pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(&state.cache),
+        state.metrics.render(&state.cache, &state.limits),
     )
 }

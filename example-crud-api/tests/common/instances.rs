@@ -369,7 +369,7 @@ impl Drop for Fleet {
 }
 
 /// The command line of one process: only the variables given (every inherited `REDIS_*`,
-/// `CACHE_*` and server variable removed), run in `dir`.
+/// `CACHE_*`, rate-limit and server variable removed), run in `dir`.
 fn command(dir: &Path, log: &Path, port: u16, env: &[(&'static str, String)]) -> Command {
     // Killed with the test binary, even by SIGKILL: no example process outlives a test.
     let mut cmd = integration_tests::tied_command(env!("CARGO_BIN_EXE_example-crud-api"));
@@ -378,9 +378,17 @@ fn command(dir: &Path, log: &Path, port: u16, env: &[(&'static str, String)]) ->
         let Some(name) = name.to_str() else { continue };
         let app_var = name.starts_with("REDIS_")
             || name.starts_with("CACHE_")
+            || name.ends_with("RATE_LIMIT")
             || matches!(
                 name,
-                "DATABASE_URL" | "HOST" | "PORT" | "SEED_USERS" | "RUST_LOG" | "JWT_SECRET"
+                "DATABASE_URL"
+                    | "HOST"
+                    | "PORT"
+                    | "SEED_USERS"
+                    | "RUST_LOG"
+                    | "JWT_SECRET"
+                    | "TRUSTED_PROXIES"
+                    | "RATE_LIMIT_ON_FAILURE"
             );
         if app_var && !ours.contains(name) {
             cmd.env_remove(name);
