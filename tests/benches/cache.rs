@@ -33,6 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::{Duration, Instant};
 
+use cache_runtime::rate_limit::{Algorithm, Policy, RateLimiter};
 use cache_runtime::session::{NewSession, SessionConfig, SessionId, SessionStore};
 use cache_runtime::{Cache, Fallback, KeyBuilder, Mode, cached, invalidates};
 use cached::AsyncRedisCache;
@@ -309,10 +310,16 @@ enum Case {
     NamedKey,
     HashedKey,
     SessionGet,
+    RawEvalsha,
+    RateFixed,
+    RateSliding,
+    RateBucket,
+    Governor,
+    LocalBucket,
 }
 
 impl Case {
-    const ALL: [Case; 19] = [
+    const ALL: [Case; 25] = [
         Case::RawHit,
         Case::OursHit,
         Case::TheirsHit,
@@ -332,6 +339,12 @@ impl Case {
         Case::NamedKey,
         Case::HashedKey,
         Case::SessionGet,
+        Case::RawEvalsha,
+        Case::RateFixed,
+        Case::RateSliding,
+        Case::RateBucket,
+        Case::Governor,
+        Case::LocalBucket,
     ];
 
     fn name(self) -> &'static str {
@@ -355,6 +368,12 @@ impl Case {
             Case::NamedKey => "key `users:<id>`",
             Case::HashedKey => "key `users:list:<blake3(skip, limit)>`",
             Case::SessionGet => "session lookup (one script: read, check, slide the TTL)",
+            Case::RawEvalsha => "raw EVALSHA of `return 1` (one key, three arguments)",
+            Case::RateFixed => "rate-limit check on Redis, fixed window",
+            Case::RateSliding => "rate-limit check on Redis, sliding window",
+            Case::RateBucket => "rate-limit check on Redis, token bucket",
+            Case::Governor => "governor 0.10 keyed `check_key` alone (in process)",
+            Case::LocalBucket => "rate-limit check in process, token bucket (governor inside)",
         }
     }
 
@@ -368,6 +387,8 @@ impl Case {
             Case::MokaJson | Case::FallbackHit => Some(Case::Moka),
             Case::Degraded => Some(Case::Plain),
             Case::HashedKey => Some(Case::NamedKey),
+            Case::RateFixed | Case::RateSliding | Case::RateBucket => Some(Case::RawEvalsha),
+            Case::LocalBucket => Some(Case::Governor),
             _ => None,
         }
     }
@@ -386,7 +407,11 @@ impl Case {
             | Case::OursClusterHit
             | Case::RawClusterMiss
             | Case::OursClusterMiss
-            | Case::SessionGet => 1,
+            | Case::SessionGet
+            | Case::RawEvalsha
+            | Case::RateFixed
+            | Case::RateSliding
+            | Case::RateBucket => 1,
             _ => 16,
         }
     }
@@ -402,6 +427,20 @@ struct Ctx {
     moka_json: moka::sync::Cache<i32, Arc<[u8]>>,
     /// A session on the one-node cache's client, and its id.
     session: (SessionStore, SessionId),
+    /// The SHA1 of `return 1`, loaded on the one node.
+    trivial: String,
+    /// Limiters on the one-node cache's client: fixed, sliding, bucket; and one in process.
+    limiters: [RateLimiter; 3],
+    local: RateLimiter,
+    governor: Arc<governor::DefaultKeyedRateLimiter<u128>>,
+}
+
+/// The partition every rate-limit case checks (one hot key, as one busy client is).
+const PARTITION: &str = "203.0.113.7";
+
+/// A limit no case reaches (a million per second), so that every check admits.
+fn bench_policy(algorithm: Algorithm) -> Policy {
+    Policy::new("bench", algorithm, "1000000/1s".parse().expect("a limit")).expect("a policy")
 }
 
 async fn run(ctx: &Ctx, case: Case, tasks: usize, dur: Duration) -> Run {
@@ -514,6 +553,53 @@ async fn run(ctx: &Ctx, case: Case, tasks: usize, dur: Duration) -> Run {
         Case::HashedKey => {
             measure(tasks, dur, every, || {
                 black_box(hashed_key(black_box(0), black_box(100)));
+                async {}
+            })
+            .await
+        }
+        Case::RawEvalsha => {
+            let (conn, sha) = (ctx.raw.clone(), ctx.trivial.clone());
+            measure(tasks, dur, every, move || {
+                let (mut conn, sha) = (conn.clone(), sha.clone());
+                async move {
+                    let one: i64 = redis::cmd("EVALSHA")
+                        .arg(sha)
+                        .arg(1)
+                        .arg("raw:ratelimit")
+                        .arg(1_000_000)
+                        .arg(1_000_000)
+                        .arg(1)
+                        .query_async(&mut conn)
+                        .await
+                        .expect("EVALSHA");
+                    black_box(one);
+                }
+            })
+            .await
+        }
+        Case::RateFixed | Case::RateSliding | Case::RateBucket | Case::LocalBucket => {
+            let limiter = match case {
+                Case::RateFixed => ctx.limiters[0].clone(),
+                Case::RateSliding => ctx.limiters[1].clone(),
+                Case::RateBucket => ctx.limiters[2].clone(),
+                _ => ctx.local.clone(),
+            };
+            measure(tasks, dur, every, move || {
+                let limiter = limiter.clone();
+                async move {
+                    let decision = limiter
+                        .check(black_box(PARTITION))
+                        .await
+                        .expect("a decision");
+                    black_box(decision.allowed);
+                }
+            })
+            .await
+        }
+        Case::Governor => {
+            let governor = ctx.governor.clone();
+            measure(tasks, dur, every, move || {
+                black_box(governor.check_key(&black_box(42)).is_ok());
                 async {}
             })
             .await
@@ -901,6 +987,28 @@ async fn bench(workers: usize) {
                 .expect("a session");
             (store, id)
         },
+        trivial: redis::cmd("SCRIPT")
+            .arg("LOAD")
+            .arg("return 1")
+            .query_async(
+                &mut server
+                    .client()
+                    .get_multiplexed_async_connection()
+                    .await
+                    .expect("raw"),
+            )
+            .await
+            .expect("SCRIPT LOAD"),
+        limiters: [
+            Algorithm::FixedWindow,
+            Algorithm::SlidingWindow,
+            Algorithm::TokenBucket,
+        ]
+        .map(|a| RateLimiter::for_cache(ours(), bench_policy(a))),
+        local: RateLimiter::memory(bench_policy(Algorithm::TokenBucket)),
+        governor: Arc::new(governor::RateLimiter::hashmap(governor::Quota::per_second(
+            std::num::NonZeroU32::new(1_000_000).expect("nonzero"),
+        ))),
     };
     let () = redis::cmd("SET")
         .arg("raw:users:42")
@@ -1242,6 +1350,37 @@ impl Report {
 
     fn goals(&self) -> Table {
         let mut t = Table::new(&["goal", "measured", "met"]);
+        let mut measured = Vec::new();
+        let mut met = true;
+        for (what, case) in [
+            ("fixed", Case::RateFixed),
+            ("sliding", Case::RateSliding),
+            ("bucket", Case::RateBucket),
+        ] {
+            for tasks in TASKS {
+                let r = self.ratio(case, Case::RawEvalsha, tasks);
+                met &= r.median >= 0.9;
+                measured.push(format!("{what} at {tasks}: {}", ratio(r.median)));
+            }
+        }
+        t.row(vec![
+            "rate-limit check >= 0.9x raw EVALSHA of a trivial script, at 1 and 64 tasks"
+                .to_owned(),
+            measured.join("; "),
+            yes(met),
+        ]);
+        let local = |tasks| self.ratio(Case::LocalBucket, Case::Governor, tasks).median;
+        t.row(vec![
+            "in-process token bucket beside governor alone (no goal: the price of hashing the \
+             partition and counting)"
+                .to_owned(),
+            format!(
+                "1 task: {}; 64 tasks: {}",
+                ratio(local(1)),
+                ratio(local(64))
+            ),
+            "-".to_owned(),
+        ]);
         let session = self.ratio(Case::SessionGet, Case::RawHit, 64);
         t.row(vec![
             "session lookup >= 0.9x raw GET + decode at 1 and 64 tasks".to_owned(),

@@ -12,7 +12,8 @@
 //! process on a free port for each database and cache setting, and runs `wrk` against it:
 //! GET /users/{random id}, GET /users?limit=100, POST /users/filter-paginated with a fixed body,
 //! two 90% read / 10% write mixes, and a name search (filter-paginated with `contains`, 30
-//! distinct bodies). Redis is a `redis-server` the harness starts. Writes
+//! distinct bodies); and cached GET by id with and without `API_RATE_LIMIT` (a token bucket
+//! checked on Redis for every request). Redis is a `redis-server` the harness starts. Writes
 //! `tests/benches/results/http.md` and `http.svg`. `BENCH_QUICK=1` makes a short, rougher run.
 
 #![allow(clippy::print_stdout, reason = "a benchmark reports on stdout")]
@@ -305,7 +306,13 @@ struct Api {
 }
 
 impl Api {
-    fn start(binary: &Path, dir: &Path, database_url: &str, redis: Option<&str>) -> Self {
+    fn start(
+        binary: &Path,
+        dir: &Path,
+        database_url: &str,
+        redis: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> Self {
         let port = free_port();
         let mut cmd = Command::new(binary);
         cmd.env_clear()
@@ -315,7 +322,8 @@ impl Api {
             .env("PORT", port.to_string())
             .env("SEED_USERS", USERS.to_string())
             .env("RUST_LOG", "warn")
-            .env("JWT_SECRET", JWT_SECRET);
+            .env("JWT_SECRET", JWT_SECRET)
+            .envs(extra.iter().copied());
         match redis {
             Some(url) => cmd.env("REDIS_ENABLED", "true").env("REDIS_URL", url),
             // Off entirely, single flight included: the API as if nothing were annotated.
@@ -556,8 +564,8 @@ fn main() {
     for (db, [url_on, url_off]) in &databases {
         let _: () = redis.query(&["FLUSHALL"]);
         let mut apis = [
-            Api::start(&binary, &dir, url_on, Some(&redis.url())),
-            Api::start(&binary, &dir, url_off, None),
+            Api::start(&binary, &dir, url_on, Some(&redis.url()), &[]),
+            Api::start(&binary, &dir, url_off, None, &[]),
         ];
         for (i, (w, (script, warm))) in workloads.iter().zip(&scripts).enumerate() {
             for api in &apis {
@@ -608,10 +616,22 @@ fn main() {
             api.stop();
         }
     }
+    let limited = api_limit_cost(
+        &settings,
+        &binary,
+        &dir,
+        &databases[0].1[0],
+        &redis,
+        &scripts[0],
+    );
     drop(pg);
     let _ = std::fs::remove_dir_all(&dir);
 
-    let report = Report { workloads, results };
+    let report = Report {
+        workloads,
+        results,
+        limited,
+    };
     let markdown = report.markdown(&settings);
     println!("\n{markdown}");
     let out = support::results_dir();
@@ -639,6 +659,57 @@ impl Measured {
 struct Report<'a> {
     workloads: &'a [Workload],
     results: Vec<Measured>,
+    /// Cached GET by id on SQLite with `API_RATE_LIMIT` on, then off, round by round.
+    limited: Vec<(Run, Run)>,
+}
+
+/// The API limit's price: cached GET by id (SQLite, Redis) from two processes on the same
+/// database and Redis, one with `API_RATE_LIMIT` (a token bucket no run reaches: a million
+/// per second) and one without, alternating. Every wrk connection comes from 127.0.0.1: one
+/// partition, the hottest key a limit can have.
+fn api_limit_cost(
+    settings: &Settings,
+    binary: &Path,
+    dir: &Path,
+    database_url: &str,
+    redis: &RedisServer,
+    (script, warm): &(PathBuf, PathBuf),
+) -> Vec<(Run, Run)> {
+    let limit = [("API_RATE_LIMIT", "1000000/1s")];
+    let mut apis = [
+        Api::start(binary, dir, database_url, Some(&redis.url()), &limit),
+        Api::start(binary, dir, database_url, Some(&redis.url()), &[]),
+    ];
+    let (status, _) = http_get(apis[0].port, "/users/1").expect("GET a user");
+    assert_eq!(status, 200);
+    let w = &WORKLOADS[0];
+    for api in &apis {
+        wrk(settings, &api.base(), w, warm, settings.warmup);
+    }
+    let mut runs = Vec::new();
+    for round in 0..settings.rounds {
+        let mut pair = [None, None];
+        for k in [round % 2, 1 - round % 2] {
+            pair[k] = Some(wrk(settings, &apis[k].base(), w, script, settings.duration));
+        }
+        let [Some(on), Some(off)] = pair else {
+            unreachable!("both ran")
+        };
+        println!(
+            "SQLite     API limit on {} req/s, off {} req/s",
+            rate(on.rps),
+            rate(off.rps)
+        );
+        runs.push((on, off));
+    }
+    let stats = apis[0].stats();
+    let api = &stats["rate_limits"][1];
+    assert_eq!(api["name"], "api", "{stats}");
+    assert_eq!(api["limited"], 0, "no run reaches the limit: {stats}");
+    for api in &mut apis {
+        api.stop();
+    }
+    runs
 }
 
 impl Report<'_> {
@@ -764,6 +835,22 @@ impl Report<'_> {
                 ]);
             }
         }
+        let cost = Spread::of(self.limited.iter().map(|(on, off)| on.rps / off.rps));
+        let (on, off) = (
+            Spread::of(self.limited.iter().map(|(on, _)| on.rps)),
+            Spread::of(self.limited.iter().map(|(_, off)| off.rps)),
+        );
+        goals.row(vec![
+            "SQLite: cached GET by id with `API_RATE_LIMIT` on >= 0.85x off (one partition)"
+                .to_owned(),
+            format!(
+                "{} ({} vs {} req/s)",
+                cost.show(ratio),
+                rate(on.median),
+                rate(off.median)
+            ),
+            yes(cost.median >= 0.85, cost.median >= 0.8),
+        ]);
         md.push_str(&goals.render());
         md
     }
