@@ -927,9 +927,16 @@ async fn a_forged_x_forwarded_for_buys_nothing() {
 // ---------------------------------------------------------------------------------------
 
 /// Ways to overwrite a key: another type, or the right type with garbage.
-const CORRUPTIONS: [&[&str]; 6] = [
+const CORRUPTIONS: [&[&str]; 9] = [
     &["SET", "{key}", "garbage"],
     &["SET", "{key}", "-1e999"],
+    // Numbers no bucket holds: infinity would refuse forever, NaN would fail the script.
+    &["SET", "{key}", "1e999"],
+    &["SET", "{key}", "nan"],
+    // More entries than the limit, all in the future: they would never leave the window.
+    &[
+        "ZADD", "{key}", "inf", "a", "inf", "b", "inf", "c", "inf", "d", "inf", "e",
+    ],
     &["LPUSH", "{key}", "a", "b"],
     &["SADD", "{key}", "a"],
     &["HSET", "{key}", "w", "garbage", "n", "garbage"],
@@ -983,5 +990,6 @@ async fn a_corrupt_or_foreign_key_is_a_fresh_partition() {
         assert_eq!(limiter.stats().redis_errors, 0, "{algorithm:?}");
     }
     let (keys, expires) = keyspace(&redis);
-    assert_eq!((keys, expires), (18, 18));
+    let written = (ALGORITHMS.len() * CORRUPTIONS.len()) as u64;
+    assert_eq!((keys, expires), (written, written));
 }

@@ -2,9 +2,7 @@
 //! length on the clock (Redis' clock on Redis). Cheapest of the three (one small hash per
 //! partition), but a burst straddling a boundary can get up to twice the limit through.
 
-use rustc_hash::FxHashMap as HashMap;
-
-use super::{Verdict, prune};
+use super::{Partitions, Verdict};
 use crate::redis::Lua;
 use crate::sync::lock;
 
@@ -21,6 +19,8 @@ local ok, v = pcall(redis.call, 'HMGET', KEYS[1], 'w', 'n')
 local n = 0
 if not ok then redis.call('DEL', KEYS[1])
 elseif tonumber(v[1]) == start then n = tonumber(v[2]) or 0 end
+-- Not ours (NaN, negative, absurd): a fresh window.
+if n ~= n or n < 0 or n > 1e15 then n = 0 end
 if n + cost > limit then return {0, math.max(limit - n, 0), reset, reset} end
 n = n + cost
 redis.call('HSET', KEYS[1], 'w', start, 'n', n)
@@ -31,7 +31,8 @@ return {1, limit - n, reset, 0}",
 /// The same algorithm in process, windows aligned on this process's clock.
 #[derive(Debug, Default)]
 pub(super) struct Local {
-    windows: std::sync::Mutex<(HashMap<u128, (u64, u64)>, usize)>,
+    /// Per partition: its window's start and the units used in it.
+    windows: std::sync::Mutex<Partitions<(u64, u64)>>,
 }
 
 impl Local {
@@ -45,10 +46,8 @@ impl Local {
     ) -> Verdict {
         let start = now - now % win;
         let reset = start + win - now;
-        let mut guard = lock(&self.windows);
-        let (windows, next_prune) = &mut *guard;
-        prune(windows, next_prune, |&(w, _)| w == start);
-        let slot = windows.entry(partition).or_insert((start, 0));
+        let mut windows = lock(&self.windows);
+        let slot = windows.get(partition, |&(w, _)| w == start);
         if slot.0 != start {
             *slot = (start, 0);
         }

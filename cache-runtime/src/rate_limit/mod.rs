@@ -202,7 +202,7 @@ impl FromStr for Limit {
 impl fmt::Display for Limit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.window.as_millis();
-        if ms % 1000 == 0 {
+        if ms.is_multiple_of(1000) {
             write!(f, "{}/{}s", self.count, ms / 1000)?;
         } else {
             write!(f, "{}/{ms}ms", self.count)?;
@@ -566,13 +566,34 @@ impl Verdict {
     }
 }
 
-/// In-process maps are pruned of finished partitions whenever they have doubled.
+/// An in-process algorithm's state per partition, pruned of finished partitions whenever the
+/// map has doubled since the last pruning: memory follows the partitions active in a window.
+#[derive(Debug)]
+struct Partitions<V> {
+    map: rustc_hash::FxHashMap<u128, V>,
+    next_prune: usize,
+}
+
+/// The smallest map that is pruned.
 const MIN_PRUNE: usize = 1024;
 
-fn prune<V>(map: &mut rustc_hash::FxHashMap<u128, V>, next: &mut usize, live: impl Fn(&V) -> bool) {
-    if map.len() >= *next {
-        map.retain(|_, v| live(v));
-        *next = (map.len() * 2).max(MIN_PRUNE);
+impl<V> Default for Partitions<V> {
+    fn default() -> Self {
+        Self {
+            map: rustc_hash::FxHashMap::default(),
+            next_prune: MIN_PRUNE,
+        }
+    }
+}
+
+impl<V: Default> Partitions<V> {
+    /// The state of `partition` (a default one if new); `live` tells which to keep on pruning.
+    fn get(&mut self, partition: u128, live: impl Fn(&V) -> bool) -> &mut V {
+        if self.map.len() >= self.next_prune {
+            self.map.retain(|_, v| live(v));
+            self.next_prune = (self.map.len() * 2).max(MIN_PRUNE);
+        }
+        self.map.entry(partition).or_default()
     }
 }
 

@@ -4,9 +4,7 @@
 
 use std::collections::VecDeque;
 
-use rustc_hash::FxHashMap as HashMap;
-
-use super::{Verdict, prune};
+use super::{Partitions, Verdict};
 use crate::redis::Lua;
 use crate::sync::lock;
 
@@ -21,6 +19,8 @@ local limit, win, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 if not pcall(redis.call, 'ZREMRANGEBYSCORE', KEYS[1], '-inf', now - win) then
   redis.call('DEL', KEYS[1])
 end
+-- Entries from the future are not ours (ours are never later than now).
+redis.call('ZREMRANGEBYSCORE', KEYS[1], string.format('(%.0f', now), '+inf')
 local n = redis.call('ZCARD', KEYS[1])
 if n + cost > limit then
   local i = n + cost - limit - 1
@@ -38,7 +38,8 @@ return {1, limit - n - cost, win, 0}",
 /// The same algorithm in process.
 #[derive(Debug, Default)]
 pub(super) struct Local {
-    logs: std::sync::Mutex<(HashMap<u128, VecDeque<u64>>, usize)>,
+    /// Per partition: the admission times in the window, oldest first.
+    logs: std::sync::Mutex<Partitions<VecDeque<u64>>>,
 }
 
 impl Local {
@@ -50,12 +51,8 @@ impl Local {
         cost: u64,
         now: u64,
     ) -> Verdict {
-        let mut guard = lock(&self.logs);
-        let (logs, next_prune) = &mut *guard;
-        prune(logs, next_prune, |log| {
-            log.back().is_some_and(|&t| t + win > now)
-        });
-        let log = logs.entry(partition).or_default();
+        let mut logs = lock(&self.logs);
+        let log = logs.get(partition, |log| log.back().is_some_and(|&t| t + win > now));
         while log.front().is_some_and(|&t| t + win <= now) {
             log.pop_front();
         }

@@ -17,7 +17,7 @@ use crate::redis::Lua;
 
 /// `KEYS[1]`: the TAT in µs of Redis' clock. `ARGV`: burst, interval µs, cost. Returns
 /// `{allowed, remaining, reset µs (until the bucket is full), retry µs}`. A key of another
-/// type is replaced.
+/// type, or a value no bucket can have, is replaced.
 pub(super) static LUA: Lua = Lua::new(
     r"
 local t = redis.call('TIME')
@@ -25,8 +25,9 @@ local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local burst, T, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local ok, v = pcall(redis.call, 'GET', KEYS[1])
 if not ok then redis.call('DEL', KEYS[1]); v = false end
-local tat = tonumber(v) or now
-if tat < now then tat = now end
+local tat = tonumber(v)
+-- Not ours (not a number, NaN, beyond any bucket): a fresh partition.
+if not tat or tat ~= tat or tat < now or tat > now + burst * T then tat = now end
 local new = tat + cost * T
 local allow_at = new - burst * T
 if allow_at > now then
