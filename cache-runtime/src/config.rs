@@ -323,11 +323,7 @@ impl Config {
 
     /// The prefix as keys use it: empty, or ending in `:`.
     pub(crate) fn key_prefix(&self) -> String {
-        match self.prefix.as_str() {
-            "" => String::new(),
-            p if p.ends_with(':') => p.to_owned(),
-            p => format!("{p}:"),
-        }
+        key_prefix(&self.prefix)
     }
 }
 
@@ -336,6 +332,15 @@ fn millis_of(d: Duration) -> u64 {
 }
 
 /// A positive integer no larger than `max`.
+/// `prefix` as keys use it: empty, or ending in `:`.
+pub(crate) fn key_prefix(prefix: &str) -> String {
+    match prefix {
+        "" => String::new(),
+        p if p.ends_with(':') => p.to_owned(),
+        p => format!("{p}:"),
+    }
+}
+
 pub(crate) fn bounded(name: &str, value: &str, max: u64) -> Result<u64, ConfigError> {
     match value.parse::<u64>() {
         Ok(n) if n > 0 && n <= max => Ok(n),

@@ -993,3 +993,33 @@ async fn a_corrupt_or_foreign_key_is_a_fresh_partition() {
     let written = (ALGORITHMS.len() * CORRUPTIONS.len()) as u64;
     assert_eq!((keys, expires), (written, written));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_clears_and_invalidations_leave_rate_limits_alone() {
+    let redis = Topology::start(Kind::Single);
+    let caches = redis
+        .caches(1, |b| b.prefix("app").op_timeout(PATIENT))
+        .await;
+    let cache = &caches[0];
+    let limiters: Vec<RateLimiter> = ALGORITHMS
+        .iter()
+        .map(|&a| RateLimiter::for_cache(cache, policy("kept", a, "3/60s")))
+        .collect();
+    for limiter in &limiters {
+        for _ in 0..3 {
+            assert!(limiter.check("client").await.expect("a decision").allowed);
+        }
+        assert!(limiter.key_of("client").starts_with("app:ratelimit:kept:"));
+    }
+    cache.set("users:1", &1, None).await;
+    cache.invalidate("*").await.expect("a pattern");
+    // The sweep ran (it deleted the one entry) and passed the limiters' keys by.
+    assert_eq!(cache.clear_matching("*").await.expect("a pattern"), 1);
+    cache.clear().await;
+    assert_eq!(keys_like(&redis, "app:ratelimit:*").len(), 3);
+    // Their state too: each partition is still used up.
+    for limiter in &limiters {
+        let d = limiter.check("client").await.expect("a decision");
+        assert!(!d.allowed && d.source == Source::Redis, "{d:?}");
+    }
+}

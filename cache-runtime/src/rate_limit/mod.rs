@@ -361,11 +361,7 @@ impl Policy {
     /// `app:` both give `app:ratelimit:...`).
     #[must_use]
     pub fn prefix(mut self, prefix: &str) -> Self {
-        self.prefix = match prefix {
-            "" => String::new(),
-            p if p.ends_with(':') => p.to_owned(),
-            p => format!("{p}:"),
-        };
+        self.prefix = crate::config::key_prefix(prefix);
         self
     }
 
