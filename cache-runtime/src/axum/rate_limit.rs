@@ -292,9 +292,9 @@ where
                     Ok(response)
                 }
                 Ok(decision) => Ok(shared.too_many(&decision)),
-                Err(RateLimitError::Unavailable { retry_after }) => Ok(shared.refuse(
+                Err(e @ RateLimitError::Unavailable { retry_after }) => Ok(shared.refuse(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    &RateLimitError::Unavailable { retry_after }.to_string(),
+                    &e.to_string(),
                     ceil_secs(retry_after),
                     None,
                 )),
