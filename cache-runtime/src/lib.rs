@@ -48,6 +48,10 @@ mod cache;
 mod config;
 mod context;
 mod error;
+#[cfg(feature = "locks")]
+pub mod lock;
+#[cfg(feature = "pubsub")]
+pub mod pubsub;
 #[cfg(feature = "rate-limit")]
 pub mod rate_limit;
 #[cfg(feature = "redis")]

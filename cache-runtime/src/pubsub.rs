@@ -1,0 +1,1 @@
+//! Typed publish/subscribe on the shared Redis client (work in progress).
