@@ -43,6 +43,9 @@ pub enum Error {
     /// 400 / 401 / 403 / 503 from authentication (503 with `Retry-After`).
     #[error("{0}")]
     Auth(#[from] cache_runtime::axum::auth::AuthRejection),
+    /// 503 with `Retry-After: 1`: a service the request needs is down (Redis, for a lock).
+    #[error("{0}")]
+    Unavailable(String),
     /// 500: something that should not fail did (no OS random source); logged, not returned.
     #[error("{0}")]
     Internal(String),
@@ -73,6 +76,7 @@ impl Error {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Rejected { status, .. } => *status,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Auth(rejection) => rejection.status(),
             Self::Database(DbErr::ConnectionAcquire(_) | DbErr::Conn(_)) => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -105,7 +109,11 @@ impl IntoResponse for Error {
             }
             other => other.to_string(),
         };
-        (status, Json(ErrorBody { error: message })).into_response()
+        let body = Json(ErrorBody { error: message });
+        if matches!(self, Self::Unavailable(_)) {
+            return (status, [(axum::http::header::RETRY_AFTER, "1")], body).into_response();
+        }
+        (status, body).into_response()
     }
 }
 

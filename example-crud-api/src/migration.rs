@@ -22,6 +22,7 @@ use crate::entities::task;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, "create users and tasks"),
     (2, "users: role and password hash"),
+    (3, "import_fences"),
 ];
 
 /// The `users` table as version 1 created it.
@@ -165,6 +166,11 @@ async fn apply(db: &impl ConnectionTrait, schema: &Schema, version: i64) -> Resu
                     .await?;
                 }
             }
+            Ok(())
+        }
+        3 => {
+            db.execute_unprepared(crate::service::imports::CREATE_FENCES)
+                .await?;
             Ok(())
         }
         other => Err(DbErr::Migration(format!("no migration {other}"))),

@@ -42,6 +42,7 @@ use crate::error::Error;
 use crate::filter::MAX_LIMIT;
 
 pub mod accounts;
+pub mod imports;
 pub mod tasks;
 pub mod users;
 

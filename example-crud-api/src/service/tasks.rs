@@ -49,7 +49,7 @@ pub struct TaskPatch {
     pub done: Option<bool>,
 }
 
-fn valid_title(title: &str) -> Result<String, Error> {
+pub(crate) fn valid_title(title: &str) -> Result<String, Error> {
     let title = title.trim();
     match title.chars().count() {
         0 => Err(Error::Invalid("`title` must not be empty".to_owned())),
@@ -190,13 +190,14 @@ async fn update_owned_task(
     })
 }
 
-/// Deletes a task.
+/// Deletes a task; returns its owner's id.
 ///
 /// # Errors
 /// 404 for an unknown task, database errors.
-pub async fn delete_task(db: &DatabaseConnection, id: i32) -> Result<(), Error> {
+pub async fn delete_task(db: &DatabaseConnection, id: i32) -> Result<i32, Error> {
     let user_id = owner(db, id).await?;
-    delete_owned_task(db, user_id, id).await
+    delete_owned_task(db, user_id, id).await?;
+    Ok(user_id)
 }
 
 #[invalidates("users:<user_id>:tasks", "tasks:<id>")]
