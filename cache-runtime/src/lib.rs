@@ -50,8 +50,6 @@ mod context;
 mod error;
 #[cfg(feature = "locks")]
 pub mod lock;
-#[cfg(feature = "pubsub")]
-pub mod pubsub;
 #[cfg(feature = "rate-limit")]
 pub mod rate_limit;
 #[cfg(feature = "redis")]

@@ -42,7 +42,10 @@ fn is_list_of(tasks: &Value, r: usize, n: usize) -> bool {
 #[test]
 fn concurrent_imports_through_two_instances_leave_exactly_one_list() {
     let fleet = Fleet::start(2, Db::Postgres, SharedRedis::start(false));
-    let user = fleet.instances[0].post("/users", &json!({"name": "Ada", "email": "ada@example.com"}));
+    let user = fleet.instances[0].post(
+        "/users",
+        &json!({"name": "Ada", "email": "ada@example.com"}),
+    );
     let user_id = id(&user.body);
     let size = |r: usize| 150 + 20 * r;
     for (round, wait_ms) in [(0, 30_000), (1, 0)] {
@@ -77,7 +80,10 @@ fn concurrent_imports_through_two_instances_leave_exactly_one_list() {
                 other => panic!("import {r}: {other} {text}"),
             }
         }
-        assert!(!created.is_empty(), "round {round}: no import succeeded: {answers:?}");
+        assert!(
+            !created.is_empty(),
+            "round {round}: no import succeeded: {answers:?}"
+        );
         if wait_ms > 0 {
             assert_eq!(created.len(), 8, "{answers:?}");
         }
@@ -91,8 +97,16 @@ fn concurrent_imports_through_two_instances_leave_exactly_one_list() {
         let owner = created
             .iter()
             .find(|&&r| is_list_of(&lists[0], r, size(r % 8)))
-            .unwrap_or_else(|| panic!("round {round}: the list is no single import's: {:?}", titles(&lists[0])));
-        eprintln!("round {round}: {} imports answered 201, the list is import {owner}'s", created.len());
+            .unwrap_or_else(|| {
+                panic!(
+                    "round {round}: the list is no single import's: {:?}",
+                    titles(&lists[0])
+                )
+            });
+        eprintln!(
+            "round {round}: {} imports answered 201, the list is import {owner}'s",
+            created.len()
+        );
     }
 }
 
@@ -115,17 +129,37 @@ async fn a_held_lock_is_a_409_and_wait_ms_waits_for_it() {
     let started = Instant::now();
     let waited = app.post(&format!("{path}?wait_ms=10000"), list(1, 3)).await;
     assert_eq!(waited.status, StatusCode::CREATED, "{}", waited.text);
-    assert!(started.elapsed() >= Duration::from_millis(900), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(!held.is_held());
-    assert!(is_list_of(&app.get(&format!("/users/{user_id}/tasks")).await.body, 1, 3));
+    assert!(is_list_of(
+        &app.get(&format!("/users/{user_id}/tasks")).await.body,
+        1,
+        3
+    ));
 
     for (query, body, want) in [
         ("", json!({"tasks": []}), StatusCode::UNPROCESSABLE_ENTITY),
         ("", list(2, 1001), StatusCode::UNPROCESSABLE_ENTITY),
-        ("", json!({"tasks": [{"title": "ok"}, {"title": "  "}]}), StatusCode::UNPROCESSABLE_ENTITY),
-        ("?wait_ms=30001", list(2, 1), StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            "",
+            json!({"tasks": [{"title": "ok"}, {"title": "  "}]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "?wait_ms=30001",
+            list(2, 1),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
         ("?wait_ms=-1", list(2, 1), StatusCode::UNPROCESSABLE_ENTITY),
-        ("", json!({"tasks": [{"title": "x", "extra": 1}]}), StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            "",
+            json!({"tasks": [{"title": "x", "extra": 1}]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
     ] {
         let resp = app.post(&format!("{path}{query}"), body).await;
         assert_eq!(resp.status, want, "{query}: {}", resp.text);
@@ -137,7 +171,11 @@ async fn a_held_lock_is_a_409_and_wait_ms_waits_for_it() {
     let unknown = app.post("/users/999999/tasks/import", list(2, 1)).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{}", unknown.text);
     // Nothing above changed the list.
-    assert!(is_list_of(&app.get(&format!("/users/{user_id}/tasks")).await.body, 1, 3));
+    assert!(is_list_of(
+        &app.get(&format!("/users/{user_id}/tasks")).await.body,
+        1,
+        3
+    ));
 }
 
 /// With Redis enabled but down, an import is refused with 503 and `Retry-After` (a lock is
@@ -147,11 +185,23 @@ async fn with_redis_down_an_import_is_a_503() {
     let mut app = TestApp::new(Db::Sqlite, Kind::Redis).await;
     let user = app.user("Ada", "ada@example.com", None).await;
     let path = format!("/users/{}/tasks/import", id(&user));
-    assert_eq!(app.post(&path, list(1, 2)).await.status, StatusCode::CREATED);
+    assert_eq!(
+        app.post(&path, list(1, 2)).await.status,
+        StatusCode::CREATED
+    );
     app.redis_mut().kill();
     let resp = app.post(&path, list(2, 2)).await;
-    assert_eq!(resp.status, StatusCode::SERVICE_UNAVAILABLE, "{}", resp.text);
-    assert!(resp.headers.contains_key("retry-after"), "{:?}", resp.headers);
+    assert_eq!(
+        resp.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        resp.text
+    );
+    assert!(
+        resp.headers.contains_key("retry-after"),
+        "{:?}",
+        resp.headers
+    );
     app.redis_mut().restart();
     let tasks = app.get(&format!("/users/{}/tasks", id(&user))).await;
     assert!(is_list_of(&tasks.body, 1, 2), "{}", tasks.text);
@@ -181,12 +231,18 @@ async fn a_stale_holder_writes_nothing() {
     let db = &app.state.db;
     let locks = Locks::for_cache(&app.state.cache);
     let name = format!("import:{user_id}");
-    let stale = locks.try_acquire(&name, Duration::from_secs(30)).await.expect("lock");
+    let stale = locks
+        .try_acquire(&name, Duration::from_secs(30))
+        .await
+        .expect("lock");
     // Its key vanishes (expired during a pause the holder did not notice).
     let key = format!("lock:{{{name}}}");
     let deleted: i64 = app.redis().query(&["DEL", &key]);
     assert_eq!(deleted, 1, "the lock key is {key}");
-    let fresh = locks.try_acquire(&name, Duration::from_secs(30)).await.expect("lock");
+    let fresh = locks
+        .try_acquire(&name, Duration::from_secs(30))
+        .await
+        .expect("lock");
     assert!(fresh.fencing_token() > stale.fencing_token());
     let done = cache_runtime::scope(app.state.cache.clone(), async {
         imports::replace_tasks(db, user_id, tasks("fresh", 150), &fresh).await
@@ -203,14 +259,19 @@ async fn a_stale_holder_writes_nothing() {
     let listed = app
         .request(Method::GET, &format!("/users/{user_id}/tasks"), None)
         .await;
-    let titles = titles(&listed.body);
-    assert_eq!(titles.len(), 150);
-    assert!(titles.iter().all(|t| t.starts_with("fresh-")), "{titles:?}");
+    let names = titles(&listed.body);
+    assert_eq!(names.len(), 150);
+    assert!(names.iter().all(|t| t.starts_with("fresh-")), "{names:?}");
 
     // A holder that knows it lost the lock writes nothing at all.
     fresh.release().await.expect("release");
-    let short = locks.try_acquire(&name, Duration::from_millis(100)).await.expect("lock");
-    tokio::time::timeout(Duration::from_secs(5), short.lost()).await.expect("lost after its TTL");
+    let short = locks
+        .try_acquire(&name, Duration::from_millis(100))
+        .await
+        .expect("lock");
+    tokio::time::timeout(Duration::from_secs(5), short.lost())
+        .await
+        .expect("lost after its TTL");
     let lost = cache_runtime::scope(app.state.cache.clone(), async {
         imports::replace_tasks(db, user_id, tasks("late", 10), &short).await
     })

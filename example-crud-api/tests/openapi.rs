@@ -16,6 +16,7 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/users/filter-paginated", &["post"]),
     ("/users/{id}", &["get", "put", "delete"]),
     ("/users/{id}/tasks", &["get", "post"]),
+    ("/users/{id}/tasks/import", &["post"]),
     ("/tasks/{id}", &["get", "put", "delete"]),
     ("/auth/login", &["post"]),
     ("/auth/token", &["post"]),

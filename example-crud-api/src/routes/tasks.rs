@@ -11,7 +11,6 @@ use utoipa::IntoParams;
 use crate::AppState;
 use crate::entities::task;
 use crate::error::{Error, ErrorBody};
-use crate::events::Kind;
 use crate::extract::{Id, Json, Query};
 use crate::service::imports::{self, Import, Imported};
 use crate::service::tasks::{self, NewTask, TaskPatch};
@@ -59,7 +58,6 @@ pub(crate) async fn create(
     Json(new): Json<NewTask>,
 ) -> Result<(StatusCode, Json<task::Model>), Error> {
     let task = tasks::create_task(&state.db, user_id, new).await?;
-    state.events.publish(Kind::TaskCreated, task.id, user_id).await;
     Ok((StatusCode::CREATED, Json(task)))
 }
 
@@ -105,9 +103,7 @@ pub(crate) async fn update(
     Id(id): Id,
     Json(patch): Json<TaskPatch>,
 ) -> Result<Json<task::Model>, Error> {
-    let task = tasks::update_task(&state.db, id, patch).await?;
-    state.events.publish(Kind::TaskUpdated, id, task.user_id).await;
-    Ok(Json(task))
+    Ok(Json(tasks::update_task(&state.db, id, patch).await?))
 }
 
 /// Deletes a task.
@@ -124,8 +120,7 @@ pub(crate) async fn update(
     )
 )]
 pub(crate) async fn delete(State(state): State<AppState>, Id(id): Id) -> Result<StatusCode, Error> {
-    let user_id = tasks::delete_task(&state.db, id).await?;
-    state.events.publish(Kind::TaskDeleted, id, user_id).await;
+    tasks::delete_task(&state.db, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -209,9 +204,6 @@ pub(crate) async fn import(
         tracing::warn!(error = %e, user_id, "import lock not released");
     }
     let replaced = replaced?;
-    let events = &state.events;
-    events.publish_all(Kind::TaskDeleted, &replaced.deleted, user_id).await;
-    events.publish_all(Kind::TaskCreated, &replaced.created, user_id).await;
     Ok((
         StatusCode::CREATED,
         Json(Imported {

@@ -11,7 +11,7 @@
 
 use cache_runtime::invalidates;
 use cache_runtime::lock::LockGuard;
-use sea_orm::sea_query::{Alias, Expr, OnConflict, Query};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait as _, OnConflict, Query};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
     EntityTrait, QueryFilter, SqlErr, TransactionTrait,
@@ -169,8 +169,7 @@ const FENCES: &str = "import_fences";
 
 fn lost() -> Error {
     Error::Conflict(
-        "the import lock was lost to another import of this user; nothing was imported"
-            .to_owned(),
+        "the import lock was lost to another import of this user; nothing was imported".to_owned(),
     )
 }
 

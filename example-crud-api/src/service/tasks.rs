@@ -190,14 +190,13 @@ async fn update_owned_task(
     })
 }
 
-/// Deletes a task; returns its owner's id.
+/// Deletes a task.
 ///
 /// # Errors
 /// 404 for an unknown task, database errors.
-pub async fn delete_task(db: &DatabaseConnection, id: i32) -> Result<i32, Error> {
+pub async fn delete_task(db: &DatabaseConnection, id: i32) -> Result<(), Error> {
     let user_id = owner(db, id).await?;
-    delete_owned_task(db, user_id, id).await?;
-    Ok(user_id)
+    delete_owned_task(db, user_id, id).await
 }
 
 #[invalidates("users:<user_id>:tasks", "tasks:<id>")]

@@ -1,1 +1,0 @@
-//! Typed publish/subscribe on the shared Redis client (work in progress).
