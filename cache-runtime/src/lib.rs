@@ -50,6 +50,8 @@ mod context;
 mod error;
 #[cfg(feature = "locks")]
 pub mod lock;
+#[cfg(feature = "pubsub")]
+pub mod pubsub;
 #[cfg(feature = "rate-limit")]
 pub mod rate_limit;
 #[cfg(feature = "redis")]

@@ -194,7 +194,47 @@ fn parse_nodes(text: &str) -> Vec<Node> {
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Target {
     Single(::redis::Client),
-    Cluster(ClusterClient),
+    Cluster(ClusterClient, ClusterSettings),
+}
+
+/// What a cluster client is built from, kept to build the subscriber's own client (a
+/// `ClusterClientBuilder` is not `Clone`, and its push sender is fixed when it is built).
+pub(crate) struct ClusterSettings {
+    nodes: Vec<String>,
+    ca: Option<Vec<u8>>,
+    op_timeout: Duration,
+    connect_timeout: Duration,
+}
+
+impl ClusterSettings {
+    fn builder(&self) -> ClusterClientBuilder {
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        // redis-rs's cluster defaults would let one call take seconds (16 retries, sleeps from
+        // 1.28 s on CLUSTERDOWN, no response timeout). Every call is bounded by our operation
+        // timeout and feeds our breaker, as on one node; these bound what the client does on
+        // its own: two retries (a MOVED or ASK redirect, a READONLY refresh), sleeps no longer
+        // than an operation may take, and a node that stops answering holds up the client's
+        // slot refreshes and connection checks for at most the connect timeout.
+        let builder = ClusterClientBuilder::new(self.nodes.iter().map(String::as_str))
+            .retries(2)
+            .min_retry_wait(1)
+            .max_retry_wait(millis(self.op_timeout).max(2))
+            .retry_wait_formula(10, 2)
+            .connection_timeout(self.connect_timeout)
+            .response_timeout(self.connect_timeout.max(self.op_timeout))
+            .overall_response_timeout(None);
+        with_ca(builder, self.ca.clone())
+    }
+}
+
+/// The connection that carries a process' subscriptions: RESP3, so that messages arrive as
+/// pushes beside ordinary replies (and `PING` still works while subscribed).
+#[cfg(feature = "pubsub")]
+pub(crate) enum Subscriber {
+    /// Resubscribing after a reconnect is the caller's job.
+    Single(MultiplexedConnection),
+    /// redis-rs reconnects each node and resubscribes it by itself.
+    Cluster(ClusterConnection),
 }
 
 impl Target {
@@ -246,25 +286,16 @@ impl Target {
             };
             return client.map(Self::Single).map_err(|e| invalid(e.to_string()));
         }
-        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        // redis-rs's cluster defaults would let one call take seconds (16 retries, sleeps from
-        // 1.28 s on CLUSTERDOWN, no response timeout). Every call is bounded by our operation
-        // timeout and feeds our breaker, as on one node; these bound what the client does on
-        // its own: two retries (a MOVED or ASK redirect, a READONLY refresh), sleeps no longer
-        // than an operation may take, and a node that stops answering holds up the client's
-        // slot refreshes and connection checks for at most the connect timeout.
-        let builder =
-            ClusterClientBuilder::new(config.redis_cluster_nodes.iter().map(String::as_str))
-                .retries(2)
-                .min_retry_wait(1)
-                .max_retry_wait(millis(config.op_timeout).max(2))
-                .retry_wait_formula(10, 2)
-                .connection_timeout(config.connect_timeout)
-                .response_timeout(config.connect_timeout.max(config.op_timeout))
-                .overall_response_timeout(None);
-        with_ca(builder, ca)
+        let settings = ClusterSettings {
+            nodes: config.redis_cluster_nodes.clone(),
+            ca,
+            op_timeout: config.op_timeout,
+            connect_timeout: config.connect_timeout,
+        };
+        settings
+            .builder()
             .build()
-            .map(Self::Cluster)
+            .map(|client| Self::Cluster(client, settings))
             .map_err(|e| invalid(e.to_string()))
     }
 
@@ -284,8 +315,47 @@ impl Target {
                         .await
                         .map(Connection::Single)
                 }
-                Self::Cluster(client) => {
+                Self::Cluster(client, _) => {
                     client.get_async_connection().await.map(Connection::Cluster)
+                }
+            }
+        };
+        Ok(tokio::time::timeout(timeout, connecting)
+            .await
+            .map_err(|_| Error::Timeout)??)
+    }
+
+    /// Opens a subscriber connection within `timeout`, its pushes (messages, subscription
+    /// confirmations, `Disconnection`) going to `pushes`.
+    #[cfg(feature = "pubsub")]
+    pub(crate) async fn subscriber(
+        &self,
+        timeout: Duration,
+        pushes: tokio::sync::mpsc::UnboundedSender<::redis::PushInfo>,
+    ) -> Result<Subscriber, Error> {
+        use ::redis::ProtocolVersion::RESP3;
+        let connecting = async {
+            match self {
+                Self::Single(client) => {
+                    let info = client.get_connection_info().clone();
+                    let redis = info.redis_settings().clone().set_protocol(RESP3);
+                    let client = ::redis::Client::open(info.set_redis_settings(redis))?;
+                    let config = AsyncConnectionConfig::new()
+                        .set_connection_timeout(Some(timeout))
+                        .set_response_timeout(None)
+                        .set_push_sender(pushes);
+                    client
+                        .get_multiplexed_async_connection_with_config(&config)
+                        .await
+                        .map(Subscriber::Single)
+                }
+                Self::Cluster(_, settings) => {
+                    let client = settings
+                        .builder()
+                        .use_protocol(RESP3)
+                        .push_sender(pushes)
+                        .build()?;
+                    client.get_async_connection().await.map(Subscriber::Cluster)
                 }
             }
         };

@@ -22,6 +22,8 @@ use ::redis::RedisError;
 use tokio::sync::watch;
 
 pub use breaker::Circuit;
+#[cfg(feature = "pubsub")]
+pub(crate) use conn::Subscriber;
 pub(crate) use conn::{Connection, Node};
 pub(crate) use recovery::CloseGate;
 pub(crate) use script::{Lua, with_script};
@@ -98,6 +100,9 @@ pub(crate) struct Shared {
     /// The breaker's state word, for modules that react to outages.
     outages: watch::Sender<u64>,
     degraded: Mutex<Degraded>,
+    /// The process' one subscriber connection on this client, while any handle uses it.
+    #[cfg(feature = "pubsub")]
+    feed: Mutex<Weak<crate::pubsub::Feed>>,
 }
 
 #[derive(Default)]
@@ -174,6 +179,8 @@ impl RedisClient {
                 since: Some((Instant::now(), SystemTime::now())),
                 total: Duration::ZERO,
             }),
+            #[cfg(feature = "pubsub")]
+            feed: Mutex::default(),
         });
         let client = Self { shared };
         match client.shared.target.connect(config.connect_timeout).await {
@@ -196,7 +203,7 @@ impl RedisClient {
 
     /// Whether this client talks to a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
-        matches!(self.shared.target, conn::Target::Cluster(_))
+        matches!(self.shared.target, conn::Target::Cluster(..))
     }
 
     /// Whether Redis may serve right now (one atomic load).
@@ -461,6 +468,24 @@ impl RedisClient {
         Ok(found)
     }
 
+    /// Where [`crate::pubsub`] keeps this client's subscriber feed.
+    #[cfg(feature = "pubsub")]
+    pub(crate) fn feed_slot(&self) -> &Mutex<Weak<crate::pubsub::Feed>> {
+        &self.shared.feed
+    }
+
+    /// Opens a subscriber connection (see [`conn::Subscriber`]) within the connect timeout.
+    #[cfg(feature = "pubsub")]
+    pub(crate) async fn subscriber(
+        &self,
+        pushes: tokio::sync::mpsc::UnboundedSender<::redis::PushInfo>,
+    ) -> Result<Subscriber, Error> {
+        self.shared
+            .target
+            .subscriber(self.shared.connect_timeout, pushes)
+            .await
+    }
+
     /// The operation timeout this client was built with.
     pub(crate) fn op_timeout(&self) -> Duration {
         self.shared.op_timeout
@@ -520,7 +545,7 @@ fn micros(d: Duration) -> u64 {
 /// cluster these include a cluster that is down or reconfiguring (`CLUSTERDOWN`, `TRYAGAIN`,
 /// `MASTERDOWN`) and a node still loading its data: one master that cannot serve makes the
 /// whole cache degrade, as one dead server would.
-fn is_connectivity(e: &RedisError) -> bool {
+pub(crate) fn is_connectivity(e: &RedisError) -> bool {
     use ::redis::{ErrorKind, ServerErrorKind};
     e.is_io_error()
         || e.is_timeout()
