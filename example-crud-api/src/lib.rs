@@ -9,6 +9,7 @@
 //! - [`JsonText`]: a value serialized once, cached and answered as is;
 //! - [`error`] and [`extract`]: every failure answers `{"error": "<message>"}`, a panic
 //!   included;
+//! - [`events`]: the change feed of `GET /events` (Server-Sent Events over pub/sub);
 //! - [`metrics`]: Prometheus text at `/metrics`;
 //! - [`seed`]: demo data.
 //!
@@ -34,12 +35,14 @@ use cache_runtime::Cache;
 use cache_runtime::axum::CacheLayer;
 use cache_runtime::axum::auth::Auth;
 use cache_runtime::lock::Locks;
+use cache_runtime::pubsub::PubSub;
 use cache_runtime::session::{Jwt, SessionConfig, SessionStore};
 use sea_orm::DatabaseConnection;
 
 mod db;
 pub mod entities;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod filter;
 mod json_text;
@@ -56,6 +59,7 @@ pub use json_text::JsonText;
 pub use rate_limits::{DEFAULT_LOGIN_LIMIT, RateLimits};
 pub use routes::openapi::openapi;
 
+use crate::events::Events;
 use crate::metrics::Metrics;
 
 /// What every handler gets: the database, the cache, sessions and tokens, the rate limits,
@@ -73,13 +77,15 @@ pub struct AppState {
     pub limits: RateLimits,
     /// Request and cache metrics.
     pub metrics: Metrics,
+    /// The change feed of `GET /events`.
+    pub events: Events,
     /// Distributed locks (the task import's), on the cache's Redis client.
     pub locks: Locks,
 }
 
 impl AppState {
-    /// A state with a fresh metrics registry; sessions with the default lifetimes and locks,
-    /// both on the cache's Redis client (in process without one); tokens signed with a
+    /// A state with a fresh metrics registry; sessions with the default lifetimes, events and
+    /// locks, all on the cache's Redis client (in process without one); tokens signed with a
     /// random per-process secret (see [`AppState::with_auth`] for configured ones); and no
     /// rate limits ([`AppState::with_rate_limits`]; the binary reads them from the
     /// environment).
@@ -90,6 +96,7 @@ impl AppState {
         let sessions = SessionStore::for_cache(&cache, SessionConfig::default());
         let auth = Auth::new(sessions).with_jwt(random_jwt());
         Self {
+            events: Events::new(PubSub::for_cache(&cache)),
             locks: Locks::for_cache(&cache),
             db,
             cache,

@@ -280,3 +280,86 @@ async fn a_stale_holder_writes_nothing() {
     let listed = app.get(&format!("/users/{user_id}/tasks")).await;
     assert!(titles(&listed.body).iter().all(|t| t.starts_with("fresh-")));
 }
+
+/// The lock is taken over in the middle of an import over HTTP (its key overwritten while the
+/// import waits for its next batch, as after an expiry it did not notice): the import stops
+/// at that batch, deletes what it had written, answers 409, and the list is the one before.
+/// The test holds the fence row (`FOR UPDATE`) to catch the import between two batches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_lost_mid_import_leaves_nothing_half_done() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+
+    let app = TestApp::new(Db::Postgres, Kind::Redis).await;
+    let user = app.user("Ada", "ada@example.com", None).await;
+    let user_id = id(&user);
+    let path = format!("/users/{user_id}/tasks/import");
+    assert_eq!(
+        app.post(&path, list(1, 3)).await.status,
+        StatusCode::CREATED
+    );
+    let db = &app.state.db;
+    let count = |request: usize| async move {
+        let row = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                format!("SELECT COUNT(*) AS n FROM tasks WHERE title LIKE 'r{request}-%'"),
+            ))
+            .await
+            .expect("count")
+            .expect("a row");
+        row.try_get::<i64>("", "n").expect("n")
+    };
+    let mut conclusive = 0;
+    for request in 2..5 {
+        let router = app.router.clone();
+        let (path, body) = (path.clone(), list(request, 1000).to_string());
+        let import = tokio::spawn(async move {
+            common::send(
+                &router,
+                Method::POST,
+                &path,
+                Some(("application/json", &body)),
+            )
+            .await
+        });
+        // Its first batch is in.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while count(request).await < 100 {
+            assert!(Instant::now() < deadline, "the import never wrote a batch");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let fence = db.begin().await.expect("begin");
+        fence
+            .execute_unprepared(&format!(
+                "SELECT token FROM import_fences WHERE user_id = {user_id} FOR UPDATE"
+            ))
+            .await
+            .expect("row lock");
+        let key = format!("lock:{{import:{user_id}}}");
+        let () = app.redis().query(&["SET", &key, "thief", "PX", "60000"]);
+        let finished = import.is_finished();
+        fence.commit().await.expect("commit");
+        let resp = import.await.expect("the import task");
+        let _: i64 = app.redis().query(&["DEL", &key]);
+        if finished {
+            eprintln!("import {request} ended before the test held its fence; again");
+            continue;
+        }
+        conclusive += 1;
+        assert_eq!(resp.status, StatusCode::CONFLICT, "{}", resp.text);
+        assert!(resp.error().contains("lost"), "{}", resp.text);
+        assert_eq!(count(request).await, 0, "rows of the aborted import remain");
+        let listed = app.get(&format!("/users/{user_id}/tasks")).await;
+        assert!(is_list_of(&listed.body, 1, 3), "{}", listed.text);
+        break;
+    }
+    assert_eq!(
+        conclusive, 1,
+        "no round caught the import between two batches"
+    );
+    // The lock is free again: the next import goes through.
+    assert_eq!(
+        app.post(&path, list(9, 2)).await.status,
+        StatusCode::CREATED
+    );
+}

@@ -15,7 +15,9 @@
 //! GET + SET on one redis-rs cluster connection, and the requests each call makes (from the
 //! nodes' `INFO commandstats`). Beside them: a session lookup against the raw GET; a rate-limit
 //! check per algorithm against a raw EVALSHA of a trivial script (the scripts' own work in
-//! Redis is most of the gap), and the in-process token bucket against governor alone.
+//! Redis is most of the gap), and the in-process token bucket against governor alone; a lock
+//! acquire + release against raw `SET NX PX` + an EVALSHA compare-and-delete; and the
+//! publish-to-receive latency across two clients against raw redis-rs pub/sub.
 //! Throughput cases run at 1 and 64 concurrent tasks, interleaved, for several rounds; the
 //! report gives medians with the min–max over rounds, and every ratio is computed within a round.
 //!
@@ -35,6 +37,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::{Duration, Instant};
 
+use cache_runtime::lock::Locks;
+use cache_runtime::pubsub::{Event, PubSub};
 use cache_runtime::rate_limit::{Algorithm, Policy, RateLimiter};
 use cache_runtime::session::{NewSession, SessionConfig, SessionId, SessionStore};
 use cache_runtime::{Cache, Fallback, KeyBuilder, Mode, cached, invalidates};
@@ -318,10 +322,12 @@ enum Case {
     RateBucket,
     Governor,
     LocalBucket,
+    RawLock,
+    OursLock,
 }
 
 impl Case {
-    const ALL: [Case; 25] = [
+    const ALL: [Case; 27] = [
         Case::RawHit,
         Case::OursHit,
         Case::TheirsHit,
@@ -347,6 +353,8 @@ impl Case {
         Case::RateBucket,
         Case::Governor,
         Case::LocalBucket,
+        Case::RawLock,
+        Case::OursLock,
     ];
 
     fn name(self) -> &'static str {
@@ -376,6 +384,8 @@ impl Case {
             Case::RateBucket => "rate-limit check on Redis, token bucket",
             Case::Governor => "governor 0.10 keyed `check_key` alone (in process)",
             Case::LocalBucket => "rate-limit check in process, token bucket (governor inside)",
+            Case::RawLock => "raw SET NX PX + EVALSHA compare-and-delete (the lock limit)",
+            Case::OursLock => "lock acquire + release (fencing token, one script each)",
         }
     }
 
@@ -391,6 +401,7 @@ impl Case {
             Case::HashedKey => Some(Case::NamedKey),
             Case::RateFixed | Case::RateSliding | Case::RateBucket => Some(Case::RawEvalsha),
             Case::LocalBucket => Some(Case::Governor),
+            Case::OursLock => Some(Case::RawLock),
             _ => None,
         }
     }
@@ -413,7 +424,9 @@ impl Case {
             | Case::RawEvalsha
             | Case::RateFixed
             | Case::RateSliding
-            | Case::RateBucket => 1,
+            | Case::RateBucket
+            | Case::RawLock
+            | Case::OursLock => 1,
             _ => 16,
         }
     }
@@ -435,6 +448,22 @@ struct Ctx {
     limiters: [RateLimiter; 3],
     local: RateLimiter,
     governor: Arc<governor::DefaultKeyedRateLimiter<u128>>,
+    /// Locks on the one-node cache's client, and the SHA1 of the raw compare-and-delete.
+    locks: Locks,
+    raw_release: String,
+}
+
+/// The raw lock's release: delete the key if it still holds the token.
+const RAW_RELEASE: &str =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+
+/// The lock cases take a different name per acquisition, from a ring large enough that two
+/// acquisitions in flight never share one (64 tasks, 65,536 names): each acquire succeeds.
+static NEXT_LOCK: AtomicU64 = AtomicU64::new(0);
+
+fn lock_name() -> (u64, String) {
+    let n = NEXT_LOCK.fetch_add(1, Ordering::Relaxed);
+    (n, format!("bench:{}", n % 65_536))
 }
 
 /// The partition every rate-limit case checks (one hot key, as one busy client is).
@@ -606,6 +635,52 @@ async fn run(ctx: &Ctx, case: Case, tasks: usize, dur: Duration) -> Run {
             })
             .await
         }
+        Case::RawLock => {
+            let (conn, sha) = (ctx.raw.clone(), ctx.raw_release.clone());
+            measure(tasks, dur, every, move || {
+                let (mut conn, sha) = (conn.clone(), sha.clone());
+                async move {
+                    let (n, name) = lock_name();
+                    let (key, token) = (format!("raw:lock:{name}"), n.to_string());
+                    let set: Option<String> = redis::cmd("SET")
+                        .arg(&key)
+                        .arg(&token)
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(10_000)
+                        .query_async(&mut conn)
+                        .await
+                        .expect("SET NX PX");
+                    assert!(set.is_some(), "{key} was free");
+                    let released: i64 = redis::cmd("EVALSHA")
+                        .arg(&sha)
+                        .arg(1)
+                        .arg(&key)
+                        .arg(&token)
+                        .query_async(&mut conn)
+                        .await
+                        .expect("EVALSHA");
+                    assert_eq!(released, 1);
+                }
+            })
+            .await
+        }
+        Case::OursLock => {
+            let locks = ctx.locks.clone();
+            measure(tasks, dur, every, move || {
+                let locks = locks.clone();
+                async move {
+                    let (_, name) = lock_name();
+                    let guard = locks
+                        .try_acquire(&name, Duration::from_secs(10))
+                        .await
+                        .expect("a free lock");
+                    black_box(guard.fencing_token());
+                    guard.release().await.expect("released");
+                }
+            })
+            .await
+        }
         Case::SessionGet => {
             let (store, id) = ctx.session.clone();
             measure(tasks, dur, every, move || {
@@ -754,6 +829,70 @@ async fn requests(server: &RedisServer, redis_cluster: &RedisCluster, ctx: &Ctx)
 }
 
 // ---------------------------------------------------------------------------------------------
+// Publish-to-receive latency.
+
+/// Publish-to-receive latency across two clients, one message in flight at a time, `n` per
+/// round, rounds interleaved: ours (a publishing cache's client, a subscribing cache's one
+/// subscriber connection, JSON) and raw redis-rs (PUBLISH on a multiplexed connection, a
+/// dedicated `aio::PubSub` connection receiving an integer). Nanoseconds, ours then raw.
+async fn pubsub_latency(
+    server: &RedisServer,
+    raw: &MultiplexedConnection,
+    rounds: usize,
+    n: usize,
+) -> (Vec<u64>, Vec<u64>) {
+    use futures::StreamExt as _;
+    let subscriber = Cache::builder()
+        .redis_url(server.url())
+        .op_timeout(BENCH_OP_TIMEOUT)
+        .build()
+        .await
+        .expect("cache");
+    let publisher = PubSub::for_cache(ours());
+    let mut ours_rx = PubSub::for_cache(&subscriber)
+        .subscribe::<u64>("bench:latency")
+        .await
+        .expect("subscribed");
+    let mut raw_sub = server.client().get_async_pubsub().await.expect("pubsub");
+    raw_sub.subscribe("raw:latency").await.expect("subscribed");
+    let mut raw_rx = raw_sub.on_message();
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let mut raw = raw.clone();
+    let mut next: u64 = 0;
+    for _ in 0..rounds {
+        for _ in 0..n {
+            next += 1;
+            let t0 = Instant::now();
+            publisher
+                .publish("bench:latency", &next)
+                .await
+                .expect("published");
+            match ours_rx.next().await {
+                Some(Event::Message { value, .. }) => assert_eq!(value, next),
+                other => panic!("expected message {next}, got {other:?}"),
+            }
+            ours.push(t0.elapsed().as_nanos() as u64);
+        }
+        for _ in 0..n {
+            next += 1;
+            let t0 = Instant::now();
+            let _: i64 = redis::cmd("PUBLISH")
+                .arg("raw:latency")
+                .arg(next)
+                .query_async(&mut raw)
+                .await
+                .expect("PUBLISH");
+            let message = raw_rx.next().await.expect("a message");
+            assert_eq!(message.get_payload::<u64>().expect("an integer"), next);
+            theirs.push(t0.elapsed().as_nanos() as u64);
+        }
+    }
+    ours.sort_unstable();
+    theirs.sort_unstable();
+    (ours, theirs)
+}
+
+// ---------------------------------------------------------------------------------------------
 // Miss storm and invalidation.
 
 /// 1,000 concurrent calls on one cold key: (loader runs, wall time).
@@ -877,6 +1016,8 @@ struct Settings {
     rounds: usize,
     dur: Duration,
     sizes: [usize; 2],
+    /// Messages per round of the publish-to-receive latency.
+    messages: usize,
 }
 
 fn settings() -> Settings {
@@ -885,12 +1026,14 @@ fn settings() -> Settings {
             rounds: 2,
             dur: Duration::from_millis(100),
             sizes: [1_000, 10_000],
+            messages: 200,
         }
     } else {
         Settings {
             rounds: 9,
             dur: Duration::from_millis(500),
             sizes: [10_000, 100_000],
+            messages: 1_000,
         }
     }
 }
@@ -1018,6 +1161,19 @@ async fn bench(workers: usize) {
         governor: Arc::new(governor::RateLimiter::hashmap(governor::Quota::per_second(
             std::num::NonZeroU32::new(1_000_000).expect("nonzero"),
         ))),
+        locks: Locks::for_cache(ours()),
+        raw_release: redis::cmd("SCRIPT")
+            .arg("LOAD")
+            .arg(RAW_RELEASE)
+            .query_async(
+                &mut server
+                    .client()
+                    .get_multiplexed_async_connection()
+                    .await
+                    .expect("raw"),
+            )
+            .await
+            .expect("SCRIPT LOAD"),
     };
     let () = redis::cmd("SET")
         .arg("raw:users:42")
@@ -1117,6 +1273,9 @@ async fn bench(workers: usize) {
         cluster().stats().totals.errors
     );
 
+    // Publish-to-receive latency, one message at a time.
+    let pubsub = pubsub_latency(&server, &ctx.raw, settings.rounds, settings.messages).await;
+
     // Miss storms.
     let (mut ours_storms, mut theirs_storms) = (Vec::new(), Vec::new());
     for round in 0..settings.rounds as u64 {
@@ -1138,6 +1297,7 @@ async fn bench(workers: usize) {
         ours_storms,
         theirs_storms,
         invalidations,
+        pubsub,
     };
     let markdown = report.markdown(&settings, json.len());
     println!("\n{markdown}");
@@ -1161,6 +1321,8 @@ struct Report {
     ours_storms: Vec<(u64, Duration)>,
     theirs_storms: Vec<(u64, Duration)>,
     invalidations: Vec<(usize, Invalidation)>,
+    /// Publish-to-receive latencies in nanoseconds, sorted: ours, raw redis-rs.
+    pubsub: (Vec<u64>, Vec<u64>),
 }
 
 impl Report {
@@ -1353,6 +1515,34 @@ impl Report {
             table.render()
         );
 
+        let (ours, raw) = &self.pubsub;
+        let mut table = Table::new(&["", "p50", "p99", "max", "p50 vs raw"]);
+        for (name, l) in [
+            (
+                "`cache_runtime::pubsub` (typed JSON, one subscriber connection)",
+                ours,
+            ),
+            ("raw redis-rs PUBLISH + `aio::PubSub` (the limit)", raw),
+        ] {
+            table.row(vec![
+                name.to_owned(),
+                nanos(percentile(l, 50.0) as f64),
+                nanos(percentile(l, 99.0) as f64),
+                nanos(l.last().copied().unwrap_or(0) as f64),
+                ratio(percentile(raw, 50.0) as f64 / percentile(l, 50.0) as f64),
+            ]);
+        }
+        let _ = writeln!(
+            md,
+            "### Pub/sub: publish to receive across two clients\n\n{}\n\
+             {} messages per side, one in flight at a time, in {} interleaved rounds; the \
+             publisher and the subscriber are different clients (their own connections). \
+             \"p50 vs raw\": raw's p50 over this row's (1 = as fast as raw).\n",
+            table.render(),
+            ours.len(),
+            settings.rounds
+        );
+
         let _ = writeln!(md, "### Against the goals\n\n{}", self.goals().render());
         md
     }
@@ -1389,6 +1579,17 @@ impl Report {
                 ratio(local(64))
             ),
             "-".to_owned(),
+        ]);
+        let lock = |tasks| self.ratio(Case::OursLock, Case::RawLock, tasks);
+        t.row(vec![
+            "lock acquire + release >= 0.9x raw SET NX PX + Lua release, at 1 and 64 tasks"
+                .to_owned(),
+            format!(
+                "1 task: {}; 64 tasks: {}",
+                lock(1).show(ratio),
+                lock(64).show(ratio)
+            ),
+            yes(lock(1).median >= 0.9 && lock(64).median >= 0.9),
         ]);
         let session = self.ratio(Case::SessionGet, Case::RawHit, 64);
         t.row(vec![

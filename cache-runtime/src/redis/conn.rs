@@ -194,7 +194,14 @@ fn parse_nodes(text: &str) -> Vec<Node> {
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Target {
     Single(::redis::Client),
-    Cluster(ClusterClient, ClusterSettings),
+    Cluster(
+        ClusterClient,
+        #[cfg_attr(
+            not(feature = "pubsub"),
+            expect(dead_code, reason = "only the subscriber's client is built from it")
+        )]
+        ClusterSettings,
+    ),
 }
 
 /// What a cluster client is built from, kept to build the subscriber's own client (a

@@ -85,6 +85,10 @@ pub(crate) async fn stats(State(state): State<AppState>, _admin: Admin) -> Json<
             serde_json::to_value(state.limits.stats()).unwrap_or_default(),
         );
         map.insert(
+            "events".into(),
+            serde_json::to_value(state.events.pubsub().stats()).unwrap_or_default(),
+        );
+        map.insert(
             "locks".into(),
             serde_json::to_value(state.locks.stats()).unwrap_or_default(),
         );

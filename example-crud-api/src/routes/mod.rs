@@ -10,6 +10,7 @@ use crate::error::Error;
 
 mod auth;
 mod cache;
+mod events;
 pub(crate) mod openapi;
 mod ops;
 mod tasks;
@@ -48,6 +49,7 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
         .route("/cache/stats", get(cache::stats))
         .route("/cache/clear", post(cache::clear))
         .route("/cache/invalidate/user/{id}", post(cache::invalidate_user))
+        .route("/events", get(events::stream))
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(openapi::document));

@@ -13,7 +13,7 @@ use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::{auth, cache, ops, tasks, users};
+use super::{auth, cache, events, ops, tasks, users};
 use crate::error::ErrorBody;
 
 #[derive(OpenApi)]
@@ -28,6 +28,7 @@ use crate::error::ErrorBody;
         users::list, users::create, users::filter, users::filter_paginated,
         users::get, users::update, users::delete,
         tasks::list, tasks::create, tasks::import, tasks::get, tasks::update, tasks::delete,
+        events::stream,
         auth::login, auth::token, auth::logout, auth::logout_all, auth::sessions,
         auth::session_info, auth::update_session, auth::end_session,
         cache::stats, cache::clear, cache::invalidate_user,
@@ -37,6 +38,7 @@ use crate::error::ErrorBody;
     tags(
         (name = "users", description = "Users, their lists and the filter language (cached)"),
         (name = "tasks", description = "A user's tasks (cached), and their import under a distributed lock"),
+        (name = "events", description = "Every completed write, as Server-Sent Events"),
         (name = "auth", description = "Logins, sessions and tokens"),
         (name = "cache", description = "Cache administration (admins only)"),
         (name = "ops", description = "Health, metrics and this document"),

@@ -11,6 +11,7 @@ use utoipa::IntoParams;
 use crate::AppState;
 use crate::entities::task;
 use crate::error::{Error, ErrorBody};
+use crate::events::Kind;
 use crate::extract::{Id, Json, Query};
 use crate::service::imports::{self, Import, Imported};
 use crate::service::tasks::{self, NewTask, TaskPatch};
@@ -58,6 +59,10 @@ pub(crate) async fn create(
     Json(new): Json<NewTask>,
 ) -> Result<(StatusCode, Json<task::Model>), Error> {
     let task = tasks::create_task(&state.db, user_id, new).await?;
+    state
+        .events
+        .publish(Kind::TaskCreated, task.id, user_id)
+        .await;
     Ok((StatusCode::CREATED, Json(task)))
 }
 
@@ -103,7 +108,12 @@ pub(crate) async fn update(
     Id(id): Id,
     Json(patch): Json<TaskPatch>,
 ) -> Result<Json<task::Model>, Error> {
-    Ok(Json(tasks::update_task(&state.db, id, patch).await?))
+    let task = tasks::update_task(&state.db, id, patch).await?;
+    state
+        .events
+        .publish(Kind::TaskUpdated, id, task.user_id)
+        .await;
+    Ok(Json(task))
 }
 
 /// Deletes a task.
@@ -120,7 +130,8 @@ pub(crate) async fn update(
     )
 )]
 pub(crate) async fn delete(State(state): State<AppState>, Id(id): Id) -> Result<StatusCode, Error> {
-    tasks::delete_task(&state.db, id).await?;
+    let user_id = tasks::delete_task(&state.db, id).await?;
+    state.events.publish(Kind::TaskDeleted, id, user_id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -204,6 +215,13 @@ pub(crate) async fn import(
         tracing::warn!(error = %e, user_id, "import lock not released");
     }
     let replaced = replaced?;
+    let events = &state.events;
+    events
+        .publish_all(Kind::TaskDeleted, &replaced.deleted, user_id)
+        .await;
+    events
+        .publish_all(Kind::TaskCreated, &replaced.created, user_id)
+        .await;
     Ok((
         StatusCode::CREATED,
         Json(Imported {

@@ -13,6 +13,7 @@ use crate::AppState;
 use crate::JsonText;
 use crate::entities::user;
 use crate::error::{Error, ErrorBody};
+use crate::events::Kind;
 use crate::extract::{Id, Json, Query};
 use crate::filter::{UserFilter, page_limit, page_skip};
 use crate::service::users::{self, NewUser, UserPatch};
@@ -96,10 +97,14 @@ pub(crate) async fn list(
     )
 )]
 pub(crate) async fn create(
-    State(db): State<DatabaseConnection>,
+    State(state): State<AppState>,
     Json(new): Json<NewUser>,
 ) -> Result<(StatusCode, Json<user::Model>), Error> {
-    let user = users::create_user(&db, new).await?;
+    let user = users::create_user(&state.db, new).await?;
+    state
+        .events
+        .publish(Kind::UserCreated, user.id, user.id)
+        .await;
     Ok((StatusCode::CREATED, Json(user)))
 }
 
@@ -127,17 +132,16 @@ pub(crate) async fn update(
     Id(id): Id,
     Json(patch): Json<UserPatch>,
 ) -> Result<Json<user::Model>, Error> {
-    if patch.password.is_none() {
-        return Ok(Json(users::update_user(&state.db, id, patch).await?.user));
-    }
     // A new password ends every session: before the change (a store that cannot do it
     // answers 503 and nothing changes), and after it (a login that raced the change).
-    end_sessions(&state, id).await?;
+    if patch.password.is_some() {
+        end_sessions(&state, id).await?;
+    }
     let updated = users::update_user(&state.db, id, patch).await?;
-    // sessions: end on password change
     if updated.password_changed {
         end_sessions(&state, id).await?;
     }
+    state.events.publish(Kind::UserUpdated, id, id).await;
     Ok(Json(updated.user))
 }
 
@@ -169,6 +173,7 @@ pub(crate) async fn delete(State(state): State<AppState>, Id(id): Id) -> Result<
     end_sessions(&state, id).await?;
     users::delete_user(&state.db, id).await?;
     end_sessions(&state, id).await?;
+    state.events.publish(Kind::UserDeleted, id, id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -5,12 +5,14 @@
 //! stop a holder that stalled past its TTL (a GC pause, a frozen VM) from writing after the
 //! next holder took over. So the database refuses stale holders itself: `import_fences` keeps,
 //! per user, the highest fencing token an import has claimed, and every batch's transaction
-//! first checks (and row-locks) that the token is still its own. A holder that learns it lost
-//! the lock (the watchdog's signal, or a fence that moved) stops between batches and deletes
-//! the rows it inserted: an import either replaces the list completely or leaves nothing.
+//! first checks (and row-locks) that the token is still its own, then extends the lock (a
+//! token-compared extend: it fails once another holder has the key). A holder that learns it
+//! lost the lock (the watchdog's signal, a failed extend, or a fence that moved) stops between
+//! batches and deletes the rows it inserted: an import either replaces the list completely or
+//! leaves nothing.
 
 use cache_runtime::invalidates;
-use cache_runtime::lock::LockGuard;
+use cache_runtime::lock::{LockError, LockGuard};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait as _, OnConflict, Query};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
@@ -214,9 +216,16 @@ async fn hold_fence(
         .and_where(Expr::col(Alias::new("user_id")).eq(user_id))
         .and_where(Expr::col(Alias::new("token")).eq(token));
     match txn.execute(&update).await {
-        Ok(result) if result.rows_affected() == 1 => Ok(()),
-        Ok(_) => Err(lost()),
-        Err(e) => Err(Error::Database(e)),
+        Ok(result) if result.rows_affected() == 1 => {}
+        Ok(_) => return Err(lost()),
+        Err(e) => return Err(Error::Database(e)),
+    }
+    // And the lock itself, now that the fence row is ours until the commit: a holder whose
+    // key was taken over learns it at this batch, not at the watchdog's next beat (TTL/3).
+    match lock.extend(lock.ttl()).await {
+        Ok(()) => Ok(()),
+        Err(LockError::Lost) => Err(lost()),
+        Err(e) => Err(Error::Unavailable(format!("the import lock: {e}"))),
     }
 }
 

@@ -190,13 +190,14 @@ async fn update_owned_task(
     })
 }
 
-/// Deletes a task.
+/// Deletes a task; returns its owner's id.
 ///
 /// # Errors
 /// 404 for an unknown task, database errors.
-pub async fn delete_task(db: &DatabaseConnection, id: i32) -> Result<(), Error> {
+pub async fn delete_task(db: &DatabaseConnection, id: i32) -> Result<i32, Error> {
     let user_id = owner(db, id).await?;
-    delete_owned_task(db, user_id, id).await
+    delete_owned_task(db, user_id, id).await?;
+    Ok(user_id)
 }
 
 #[invalidates("users:<user_id>:tasks", "tasks:<id>")]

@@ -204,6 +204,148 @@ impl Instance {
     }
 }
 
+impl Instance {
+    /// Opens `GET path` (an event stream) and returns once the response head arrived, which
+    /// the server sends after subscribing.
+    pub fn events(&self, path: &str) -> EventStream {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+        let mut stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect");
+        stream.set_write_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        let head = format!(
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAccept: text/event-stream\r\n\r\n",
+            self.port
+        );
+        stream.write_all(head.as_bytes()).expect("send");
+        let mut events = EventStream {
+            stream,
+            raw: Vec::new(),
+            text: String::new(),
+            status: StatusCode::OK,
+        };
+        let deadline = Instant::now() + IO_TIMEOUT;
+        let split = loop {
+            if let Some(i) = events.raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i;
+            }
+            assert!(events.fill(deadline), "no response head for {path}");
+        };
+        let head = String::from_utf8_lossy(&events.raw[..split]).into_owned();
+        events.raw.drain(..split + 4);
+        let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok());
+        events.status = code
+            .and_then(|c| StatusCode::from_u16(c).ok())
+            .expect("a status");
+        if events.status == StatusCode::OK {
+            let head = head.to_ascii_lowercase();
+            assert!(head.contains("content-type: text/event-stream"), "{head}");
+            assert!(head.contains("transfer-encoding: chunked"), "{head}");
+        }
+        events
+    }
+}
+
+/// An open `text/event-stream` response (chunked), read as it arrives.
+#[derive(Debug)]
+pub struct EventStream {
+    stream: TcpStream,
+    /// Bytes received and not yet de-chunked.
+    raw: Vec<u8>,
+    /// De-chunked text not yet parsed into events.
+    text: String,
+    pub status: StatusCode,
+}
+
+/// One server-sent event: its `event:` and `data:` fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sse {
+    pub event: String,
+    pub data: String,
+}
+
+impl EventStream {
+    /// Reads more bytes, waiting until `deadline`; false when none came (or the stream ended).
+    fn fill(&mut self, deadline: Instant) -> bool {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        self.stream.set_read_timeout(Some(left)).expect("timeout");
+        let mut buf = [0u8; 8192];
+        match self.stream.read(&mut buf) {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                self.raw.extend_from_slice(&buf[..n]);
+                true
+            }
+        }
+    }
+
+    /// Moves every complete chunk from `raw` to `text`.
+    fn dechunk(&mut self) {
+        loop {
+            let Some(end) = self.raw.windows(2).position(|w| w == b"\r\n") else {
+                return;
+            };
+            let size = std::str::from_utf8(&self.raw[..end]).unwrap_or("");
+            let size = usize::from_str_radix(size.trim(), 16).expect("a chunk size");
+            if self.raw.len() < end + 2 + size + 2 {
+                return;
+            }
+            let chunk = String::from_utf8_lossy(&self.raw[end + 2..end + 2 + size]).into_owned();
+            self.text.push_str(&chunk);
+            self.raw.drain(..end + 2 + size + 2);
+        }
+    }
+
+    /// The next event (comments skipped) within `timeout`, or `None`.
+    pub fn next(&mut self, timeout: Duration) -> Option<Sse> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.dechunk();
+            while let Some(end) = self.text.find("\n\n") {
+                let block: String = self.text.drain(..end + 2).collect();
+                let mut event = Sse {
+                    event: "message".to_owned(),
+                    data: String::new(),
+                };
+                let mut fields = false;
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        event.event = v.trim().to_owned();
+                        fields = true;
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        event.data.push_str(v.trim_start());
+                        fields = true;
+                    }
+                }
+                if fields {
+                    return Some(event);
+                }
+            }
+            if !self.fill(deadline) {
+                return None;
+            }
+        }
+    }
+
+    /// Events until one satisfies `want` (returned with those before it), within `timeout`.
+    pub fn until(
+        &mut self,
+        timeout: Duration,
+        want: impl Fn(&Sse) -> bool,
+    ) -> (Vec<Sse>, Option<Sse>) {
+        let deadline = Instant::now() + timeout;
+        let mut before = Vec::new();
+        while let Some(event) = self.next(deadline.saturating_duration_since(Instant::now())) {
+            if want(&event) {
+                return (before, Some(event));
+            }
+            before.push(event);
+        }
+        (before, None)
+    }
+}
+
 impl Drop for Instance {
     fn drop(&mut self) {
         // `Child::kill` signals this child's pid only.
