@@ -15,6 +15,7 @@ pub(crate) mod kw {
     syn::custom_keyword!(hash);
     syn::custom_keyword!(cache_none);
     syn::custom_keyword!(none_ttl);
+    syn::custom_keyword!(l1);
     syn::custom_keyword!(result);
     syn::custom_keyword!(cache);
     syn::custom_keyword!(deferred);
@@ -29,6 +30,7 @@ pub(crate) struct CachedArgs {
     pub(crate) hash: Option<(kw::hash, Punctuated<Ident, Token![,]>)>,
     pub(crate) cache_none: Option<(kw::cache_none, LitBool)>,
     pub(crate) none_ttl: Option<(kw::none_ttl, Expr)>,
+    pub(crate) l1: Option<(kw::l1, LitBool)>,
     pub(crate) common: Common,
 }
 
@@ -65,6 +67,8 @@ impl Parse for CachedArgs {
                 once(&mut args.cache_none, kw, flag(input, kw.span)?)
             } else if lookahead.peek(kw::none_ttl) {
                 once(&mut args.none_ttl, input.parse()?, value(input)?)
+            } else if lookahead.peek(kw::l1) {
+                once(&mut args.l1, input.parse()?, value(input)?)
             } else if input.peek(LitStr) {
                 Err(input.error("the key is a named argument: `key = \"users:<id>\"`"))
             } else {

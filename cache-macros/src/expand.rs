@@ -42,6 +42,7 @@ pub(crate) fn cached(cached: Cached) -> TokenStream {
         ttl,
         none_ttl,
         cache_none,
+        bypass_l1,
         cache,
     } = cached;
     let private = quote!(#krate::__private);
@@ -80,6 +81,7 @@ pub(crate) fn cached(cached: Cached) -> TokenStream {
                 ttl: #ttl,
                 cache_none: #cache_none,
                 none_ttl: #none_ttl,
+                bypass_l1: #bypass_l1,
             },
             #shape_var,
             #keep,

@@ -27,6 +27,8 @@ pub(crate) struct Cached {
     pub(crate) none_ttl: Option<Ttl>,
     /// `cache_none = true`: the keyword, where a return type without `None` is reported.
     pub(crate) cache_none: Option<Span>,
+    /// `l1 = false`: kept out of the two-level cache's L1.
+    pub(crate) bypass_l1: bool,
     pub(crate) cache: Option<Expr>,
 }
 
@@ -109,6 +111,7 @@ pub(crate) fn cached(
         ttl: ttl.flatten(),
         none_ttl: none_ttl.flatten(),
         cache_none,
+        bypass_l1: args.l1.is_some_and(|(_, on)| !on.value),
         cache: args.common.cache.map(|(_, e)| e),
         item,
     });

@@ -143,6 +143,18 @@ pub struct Config {
     /// that starts and finds it (its predecessor died before Redis came back) invalidates
     /// everything once, since the invalidations it held are lost. Unset: no file.
     pub outage_file: Option<PathBuf>,
+    /// `CACHE_L1` (default false; needs the `l1` feature): an in-process L1 in front of Redis,
+    /// kept coherent across instances by the invalidations' own messages (see `ARCHITECTURE.md`,
+    /// "The two-level cache"). Functions declared `l1 = false` never use it.
+    pub l1: bool,
+    /// `CACHE_L1_BYTES`: what the L1 may hold, per-entry overhead included (64 MiB). 0 keeps
+    /// no entries but still the table of marker generations: a read then fetches the entry
+    /// alone from Redis (one `GET`) rather than the entry and its markers.
+    pub l1_capacity_bytes: u64,
+    /// `CACHE_L1_MAX_TTL` (30 s): the longest an L1 entry is served, and so the longest a
+    /// write that bypasses the cache's invalidations (`redis-cli`, another service,
+    /// `FLUSHALL`) can go unseen by this instance.
+    pub l1_max_ttl: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -175,6 +187,9 @@ impl std::fmt::Debug for Config {
             .field("max_value_bytes", &self.max_value_bytes)
             .field("memory_capacity_bytes", &self.memory_capacity_bytes)
             .field("outage_file", &self.outage_file)
+            .field("l1", &self.l1)
+            .field("l1_capacity_bytes", &self.l1_capacity_bytes)
+            .field("l1_max_ttl", &self.l1_max_ttl)
             .finish()
     }
 }
@@ -202,6 +217,9 @@ impl Default for Config {
             max_value_bytes: 1 << 20,
             memory_capacity_bytes: 64 << 20,
             outage_file: None,
+            l1: false,
+            l1_capacity_bytes: 64 << 20,
+            l1_max_ttl: Duration::from_secs(30),
         }
     }
 }
@@ -312,6 +330,29 @@ impl Config {
                     bounded("CACHE_MEMORY_BYTES", &v, u64::MAX)
                 })?,
             outage_file: get("CACHE_OUTAGE_FILE").map(PathBuf::from),
+            l1: match flag("CACHE_L1", false)? {
+                true if !cfg!(feature = "l1") => {
+                    return Err(ConfigError::invalid(
+                        "CACHE_L1",
+                        "true",
+                        "this build of cache-runtime has no `l1` feature",
+                    ));
+                }
+                l1 => l1,
+            },
+            l1_capacity_bytes: get("CACHE_L1_BYTES").map_or(Ok(d.l1_capacity_bytes), |v| {
+                bounded("CACHE_L1_BYTES", &v, u64::MAX)
+            })?,
+            l1_max_ttl: match secs("CACHE_L1_MAX_TTL", d.l1_max_ttl, MAX_TTL_LIMIT)? {
+                Duration::ZERO => {
+                    return Err(ConfigError::invalid(
+                        "CACHE_L1_MAX_TTL",
+                        "0",
+                        "expected at least 1 second",
+                    ));
+                }
+                ttl => ttl,
+            },
             ..d
         })
     }

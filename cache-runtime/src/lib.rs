@@ -67,7 +67,7 @@ pub mod __private;
 pub mod testing;
 
 pub use cache::key::{KeyBuilder, MAX_KEY_LEN};
-pub use cache::stats::{Mode, PrefixStats, StatsSnapshot};
+pub use cache::stats::{L1Stats, Mode, PrefixStats, StatsSnapshot};
 pub use cache::{Cache, CacheBuilder, Health};
 pub use config::{Config, Environment, Fallback, MAX_TTL_LIMIT};
 pub use context::defer_invalidations;

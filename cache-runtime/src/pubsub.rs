@@ -338,6 +338,12 @@ impl PubSub {
         Ok(subscription)
     }
 
+    /// The state word of the subscriber connection (see `Feed::link`).
+    #[cfg(feature = "l1")]
+    pub(crate) fn link(&self) -> &AtomicU64 {
+        &self.feed.link
+    }
+
     /// The counters of this handle's subscriber connection.
     pub fn stats(&self) -> PubSubStats {
         let c = &self.feed.counters;
@@ -498,6 +504,12 @@ pub(crate) struct Feed {
     hub: Mutex<Hub>,
     counters: Counters,
     client: Option<RedisClient>,
+    /// The state of the subscriber connection, for the two-level cache: odd while it is down
+    /// (or not yet subscribed), even while everything is subscribed; it grows by one at each
+    /// change, so a reader that saw an even value and sees it again knows no message was lost
+    /// in between.
+    #[cfg_attr(not(feature = "l1"), expect(dead_code, reason = "read by the L1 only"))]
+    link: AtomicU64,
     /// Asks the task to bring Redis in line with `hub`, and to say when it has.
     sync: Option<mpsc::UnboundedSender<SyncRequest>>,
     /// The task's end of `sync`, until the first subscription starts the task.
@@ -518,6 +530,7 @@ impl Feed {
             hub: Mutex::default(),
             counters: Counters::default(),
             client,
+            link: AtomicU64::new(1),
             sync,
             idle: Mutex::new(idle),
             me: me.clone(),
@@ -613,6 +626,24 @@ impl Feed {
         }
     }
 
+    /// The connection is lost (or refused): messages may be lost from now on.
+    fn lose(&self) {
+        let _ = self
+            .link
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
+                w.is_multiple_of(2).then_some(w + 1)
+            });
+    }
+
+    /// Everything is subscribed again.
+    fn restore(&self) {
+        let _ = self
+            .link
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
+                (!w.is_multiple_of(2)).then_some(w + 1)
+            });
+    }
+
     /// Tells every subscription that messages may have been lost.
     fn gap(&self) {
         self.counters.gaps.fetch_add(1, Ordering::Relaxed);
@@ -655,6 +686,9 @@ async fn run(
             Err(e) => {
                 tracing::debug!(error = %e, "pubsub: subscriber cannot connect; retrying");
                 lost = true;
+                if let Some(feed) = feed.upgrade() {
+                    feed.lose();
+                }
                 if !refuse_for(&mut sync, backoff).await {
                     return;
                 }
@@ -664,12 +698,14 @@ async fn run(
         };
         let Some(first) = feed.upgrade() else { return };
         let synced = session.sync(&first).await;
-        drop(first);
         if let Err(e) = synced {
             tracing::debug!(error = %e, "pubsub: resubscribing failed; reconnecting");
+            first.lose();
             lost = true;
             continue;
         }
+        first.restore();
+        drop(first);
         backoff = MIN_BACKOFF;
         if lost && let Some(feed) = feed.upgrade() {
             feed.gap();
@@ -683,6 +719,7 @@ async fn run(
                 push = pushes.recv() => {
                     let Some(feed) = feed.upgrade() else { return };
                     if !push.is_some_and(|push| on_push(&feed, push, single, &mut lost)) {
+                        feed.lose();
                         lost = true;
                         break;
                     }
@@ -701,6 +738,7 @@ async fn run(
                         let _ = request.send(outcome.clone());
                     }
                     if failed && single {
+                        feed.lose();
                         lost = true;
                         break;
                     }
@@ -708,6 +746,9 @@ async fn run(
                 _ = heartbeat.tick(), if single => {
                     if let Err(e) = session.ping().await {
                         tracing::debug!(error = %e, "pubsub: heartbeat failed; reconnecting");
+                        if let Some(feed) = feed.upgrade() {
+                            feed.lose();
+                        }
                         lost = true;
                         break;
                     }
@@ -769,8 +810,12 @@ fn on_push(feed: &Feed, push: PushInfo, single: bool, lost: &mut bool) -> bool {
         }
         PushKind::Disconnection if single => return false,
         // A cluster node's connection dropped; redis-rs reconnects and resubscribes it.
-        PushKind::Disconnection => *lost = true,
+        PushKind::Disconnection => {
+            feed.lose();
+            *lost = true;
+        }
         PushKind::Subscribe | PushKind::SSubscribe | PushKind::PSubscribe if *lost => {
+            feed.restore();
             feed.gap();
             *lost = false;
         }

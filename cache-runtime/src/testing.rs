@@ -58,6 +58,8 @@ impl Store {
         Self(Kind::Degrading(
             crate::cache::store::degrading::Degrading::new(
                 Some(redis),
+                #[cfg(feature = "l1")]
+                None,
                 Some(MemoryStore::new(1 << 24, MAX_TTL)),
                 MAX_TTL,
                 None,

@@ -10,7 +10,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use cache_runtime::rate_limit::RateLimitStats;
-use cache_runtime::{Cache, PrefixStats};
+use cache_runtime::{Cache, L1Stats, PrefixStats};
 use metrics::{
     Counter, Histogram, counter, describe_counter, describe_gauge, describe_histogram, gauge,
     histogram,
@@ -134,6 +134,9 @@ impl Metrics {
             gauge!("cache_degraded").set(if stats.degraded { 1.0 } else { 0.0 });
             gauge!("cache_degraded_seconds").set(stats.degraded_seconds);
             gauge!("cache_pending_invalidations").set(stats.pending_invalidations as f64);
+            if let Some(l1) = &stats.l1 {
+                record_l1(l1);
+            }
             let mode = serde_json::to_value(stats.mode).unwrap_or_default();
             for name in ["redis", "memory", "disabled"] {
                 let current = mode.as_str() == Some(name);
@@ -178,6 +181,26 @@ fn record_prefix(prefix: &str, s: &PrefixStats) {
     for (name, value) in values {
         counter!(name, "prefix" => prefix.to_owned()).absolute(value);
     }
+}
+
+/// The two-level cache's L1 (with `CACHE_L1=true`).
+fn record_l1(s: &L1Stats) {
+    let counters = [
+        ("cache_l1_hits_total", s.hits),
+        ("cache_l1_misses_total", s.misses),
+        ("cache_l1_entry_only_reads_total", s.entry_only_reads),
+        ("cache_l1_fills_total", s.fills),
+        ("cache_l1_flushes_total", s.flushes),
+        ("cache_l1_messages_total", s.messages),
+    ];
+    for (name, value) in counters {
+        counter!(name).absolute(value);
+    }
+    gauge!("cache_l1_live").set(if s.live { 1.0 } else { 0.0 });
+    gauge!("cache_l1_entries").set(s.entries as f64);
+    gauge!("cache_l1_markers").set(s.markers as f64);
+    gauge!("cache_l1_lag_last_seconds").set(s.lag_last_us as f64 / 1e6);
+    gauge!("cache_l1_lag_max_seconds").set(s.lag_max_us as f64 / 1e6);
 }
 
 fn record_limiter(s: &RateLimitStats) {

@@ -44,7 +44,7 @@ use cache_runtime::session::{NewSession, SessionConfig, SessionId, SessionStore}
 use cache_runtime::{Cache, Fallback, KeyBuilder, Mode, cached, invalidates};
 use cached::AsyncRedisCache;
 use cached::macros::concurrent_cached;
-use integration_tests::{RedisCluster, RedisServer};
+use integration_tests::{RedisCluster, RedisServer, wait_until};
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
 use serde::{Deserialize, Serialize};
@@ -95,6 +95,9 @@ static OURS: OnceLock<Cache> = OnceLock::new();
 /// The same configuration as `OURS`, on the Redis Cluster.
 static CLUSTER: OnceLock<Cache> = OnceLock::new();
 static MEMORY: OnceLock<Cache> = OnceLock::new();
+/// `OURS` with the L1 on; and with the L1 keeping no entries, its table only.
+static L1: OnceLock<Cache> = OnceLock::new();
+static TABLE: OnceLock<Cache> = OnceLock::new();
 static DEGRADED: OnceLock<Cache> = OnceLock::new();
 /// Loader runs of the hit functions (should stay at the one priming call each).
 static HIT_LOADS: AtomicU64 = AtomicU64::new(0);
@@ -120,6 +123,18 @@ fn degraded() -> &'static Cache {
 
 #[cached(key = "users:<id>", ttl = 300, cache = ours())]
 async fn ours_user(id: i32) -> Result<Option<User>, BenchError> {
+    HIT_LOADS.fetch_add(1, Ordering::Relaxed);
+    Ok(Some(user(id)))
+}
+
+#[cached(key = "users:<id>", ttl = 300, cache = L1.get().expect("set up in main"))]
+async fn l1_user(id: i32) -> Result<Option<User>, BenchError> {
+    HIT_LOADS.fetch_add(1, Ordering::Relaxed);
+    Ok(Some(user(id)))
+}
+
+#[cached(key = "users:<id>", ttl = 300, cache = TABLE.get().expect("set up in main"))]
+async fn table_user(id: i32) -> Result<Option<User>, BenchError> {
     HIT_LOADS.fetch_add(1, Ordering::Relaxed);
     Ok(Some(user(id)))
 }
@@ -324,10 +339,12 @@ enum Case {
     LocalBucket,
     RawLock,
     OursLock,
+    L1Hit,
+    TableHit,
 }
 
 impl Case {
-    const ALL: [Case; 27] = [
+    const ALL: [Case; 29] = [
         Case::RawHit,
         Case::OursHit,
         Case::TheirsHit,
@@ -355,6 +372,8 @@ impl Case {
         Case::LocalBucket,
         Case::RawLock,
         Case::OursLock,
+        Case::L1Hit,
+        Case::TableHit,
     ];
 
     fn name(self) -> &'static str {
@@ -386,6 +405,8 @@ impl Case {
             Case::LocalBucket => "rate-limit check in process, token bucket (governor inside)",
             Case::RawLock => "raw SET NX PX + EVALSHA compare-and-delete (the lock limit)",
             Case::OursLock => "lock acquire + release (fencing token, one script each)",
+            Case::L1Hit => "`#[cached]` L1 hit (two-level cache, feed live)",
+            Case::TableHit => "`#[cached]` Redis hit with a live L1 table (one GET)",
         }
     }
 
@@ -396,7 +417,8 @@ impl Case {
             Case::OursMiss | Case::OursRefill | Case::TheirsMiss => Some(Case::RawMiss),
             Case::OursClusterHit => Some(Case::RawClusterHit),
             Case::OursClusterMiss => Some(Case::RawClusterMiss),
-            Case::MokaJson | Case::FallbackHit => Some(Case::Moka),
+            Case::MokaJson | Case::FallbackHit | Case::L1Hit => Some(Case::Moka),
+            Case::TableHit => Some(Case::RawHit),
             Case::Degraded => Some(Case::Plain),
             Case::HashedKey => Some(Case::NamedKey),
             Case::RateFixed | Case::RateSliding | Case::RateBucket => Some(Case::RawEvalsha),
@@ -426,7 +448,8 @@ impl Case {
             | Case::RateSliding
             | Case::RateBucket
             | Case::RawLock
-            | Case::OursLock => 1,
+            | Case::OursLock
+            | Case::TableHit => 1,
             _ => 16,
         }
     }
@@ -496,6 +519,18 @@ async fn run(ctx: &Ctx, case: Case, tasks: usize, dur: Duration) -> Run {
         Case::OursHit => {
             measure(tasks, dur, every, || async {
                 black_box(ours_user(black_box(ID)).await.expect("a hit"));
+            })
+            .await
+        }
+        Case::L1Hit => {
+            measure(tasks, dur, every, || async {
+                black_box(l1_user(black_box(ID)).await.expect("a hit"));
+            })
+            .await
+        }
+        Case::TableHit => {
+            measure(tasks, dur, every, || async {
+                black_box(table_user(black_box(ID)).await.expect("a hit"));
             })
             .await
         }
@@ -1071,6 +1106,24 @@ async fn bench(workers: usize) {
         "the benchmark's redis-server answers"
     );
     OURS.set(cache).expect("once");
+    for (slot, prefix, bytes) in [(&L1, "l1", 64 << 20), (&TABLE, "table", 0)] {
+        let cache = Cache::builder()
+            .redis_url(server.url())
+            .prefix(prefix)
+            .op_timeout(BENCH_OP_TIMEOUT)
+            .fallback(Fallback::None)
+            .l1(true)
+            .l1_capacity(bytes)
+            .build()
+            .await
+            .expect("cache");
+        let live = || cache.l1_stats().is_some_and(|s| s.live);
+        assert!(
+            wait_until(Duration::from_secs(10), live).await,
+            "the L1 goes live"
+        );
+        slot.set(cache).expect("once");
+    }
     // The cluster rows: 3 masters on the same loopback and cores, and a cache configured as
     // `OURS` but for the topology.
     let redis_cluster = RedisCluster::start();
@@ -1193,6 +1246,8 @@ async fn bench(workers: usize) {
     ours_cluster_user(ID).await.expect("prime");
     theirs_user(ID).await.expect("prime");
     fallback_user(ID).await.expect("prime");
+    l1_user(ID).await.expect("prime");
+    table_user(ID).await.expect("prime");
     let primed_loads = HIT_LOADS.load(Ordering::SeqCst);
     // The refill case's keys have been read before: their markers exist.
     for start in (0..REFILL_KEYS).step_by(1000) {
@@ -1602,6 +1657,36 @@ impl Report {
             yes(session.median >= 0.9
                 && self.ratio(Case::SessionGet, Case::RawHit, 1).median >= 0.9),
         ]);
+        let slower = |tasks| self.ratio(Case::Moka, Case::L1Hit, tasks);
+        t.row(vec![
+            "L1 hit within 1.5x of moka `get`".to_owned(),
+            format!(
+                "moka is {} faster at 1 task, {} at 64",
+                slower(1).show(ratio),
+                slower(64).show(ratio)
+            ),
+            yes(slower(1).median <= 1.5 && slower(64).median <= 1.5),
+        ]);
+        let l1 = self.ratio(Case::L1Hit, Case::RawHit, 64);
+        t.row(vec![
+            "L1 hit >= 10x raw GET + decode at 64 tasks".to_owned(),
+            format!(
+                "{} (1 task: {})",
+                l1.show(ratio),
+                self.ratio(Case::L1Hit, Case::RawHit, 1).show(ratio)
+            ),
+            yes(l1.median >= 10.0),
+        ]);
+        let table = |tasks| self.ratio(Case::TableHit, Case::RawHit, tasks);
+        t.row(vec![
+            "Redis hit with a live L1 table >= 0.95x raw GET + decode at 1 and 64 tasks".to_owned(),
+            format!(
+                "1 task: {}; 64 tasks: {}",
+                table(1).show(ratio),
+                table(64).show(ratio)
+            ),
+            yes(table(1).median >= 0.95 && table(64).median >= 0.95),
+        ]);
         let hit = self.ratio(Case::OursHit, Case::RawHit, 64);
         t.row(vec![
             "Redis hit >= 0.95x raw GET + decode at 64 tasks".to_owned(),
@@ -1639,14 +1724,7 @@ impl Report {
             measured.join("; "),
             yes(met),
         ]);
-        let slower = |tasks| {
-            Spread::of(
-                self.runs[&(Case::Moka, tasks)]
-                    .iter()
-                    .zip(&self.runs[&(Case::FallbackHit, tasks)])
-                    .map(|(m, f)| m.ops_per_sec / f.ops_per_sec),
-            )
-        };
+        let slower = |tasks| self.ratio(Case::Moka, Case::FallbackHit, tasks);
         t.row(vec![
             "fallback hit within 2x of moka `get`".to_owned(),
             format!(

@@ -44,5 +44,5 @@ pub use cluster::{RedisCluster, RedisClusterBuilder};
 pub use process::{spawn_tied, tied_command};
 pub use proxy::Proxy;
 pub use redis_server::{RedisServer, RedisServerBuilder};
-pub use topology::{Deployment, Kind, Topology};
+pub use topology::{Deployment, Kind, Topology, l1_on, with_l1};
 pub use wait::{wait_until, wait_until_blocking};

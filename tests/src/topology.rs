@@ -36,7 +36,10 @@ pub trait Deployment {
 
 impl Deployment for RedisServer {
     fn cache_builder(&self) -> cache_runtime::CacheBuilder {
-        trusting(self.ca_cert_path(), Cache::builder().redis_url(self.url()))
+        trusting(
+            self.ca_cert_path(),
+            Cache::builder().redis_url(self.url()).l1(l1_on()),
+        )
     }
 }
 
@@ -44,7 +47,7 @@ impl Deployment for RedisCluster {
     fn cache_builder(&self) -> cache_runtime::CacheBuilder {
         trusting(
             self.ca_cert_path(),
-            Cache::builder().redis_cluster(self.urls()),
+            Cache::builder().redis_cluster(self.urls()).l1(l1_on()),
         )
     }
 }
@@ -129,6 +132,7 @@ impl Topology {
     pub fn config(&self) -> cache_runtime::Config {
         let mut config = cache_runtime::Config::default();
         config.redis_enabled = true;
+        config.l1 = l1_on();
         match self {
             Self::Single(server) => {
                 config.redis_url = server.url();
@@ -225,6 +229,23 @@ impl Topology {
         }
     }
 
+    /// Runs `command` on every node (on one Redis, the server), ignoring the replies.
+    ///
+    /// # Panics
+    /// On any error.
+    pub fn on_every_node(&self, command: &[&str]) {
+        match self {
+            Self::Single(server) => {
+                let _: redis::Value = server.query(command);
+            }
+            Self::Cluster(cluster) => {
+                for node in cluster.nodes() {
+                    let _: redis::Value = node.query(command);
+                }
+            }
+        }
+    }
+
     /// Continues every node.
     pub fn resume(&self) {
         match self {
@@ -234,8 +255,25 @@ impl Topology {
     }
 }
 
+tokio::task_local! {
+    static L1: bool;
+}
+
+/// Whether the caches a test builds from a deployment have the two-level cache's L1 on: in
+/// the `single_l1` and `cluster_l1` variants of [`on_every_topology!`](crate::on_every_topology).
+pub fn l1_on() -> bool {
+    L1.try_with(|on| *on).unwrap_or(false)
+}
+
+/// Runs `test` with [`l1_on`] true (for caches built in its own task).
+pub async fn with_l1<F: std::future::Future>(test: F) -> F::Output {
+    L1.scope(true, test).await
+}
+
 /// Runs each named `async fn(Kind)` as two tests, `single::<name>` and `cluster::<name>`, on
 /// a two-thread tokio runtime: one definition of a case, run on one Redis and on a cluster.
+/// With `with_l1:` first, also as `single_l1::<name>` and `cluster_l1::<name>`, where the
+/// caches built from the deployment have the L1 on.
 ///
 /// ```text
 /// async fn hit_after_fill(kind: Kind) { let redis = Topology::start(kind); /* ... */ }
@@ -243,6 +281,21 @@ impl Topology {
 /// ```
 #[macro_export]
 macro_rules! on_every_topology {
+    (with_l1: $($case:ident),* $(,)?) => {
+        $crate::on_every_topology!($($case),*);
+        mod single_l1 {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                $crate::with_l1(super::$case($crate::Kind::Single)).await;
+            })*
+        }
+        mod cluster_l1 {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                $crate::with_l1(super::$case($crate::Kind::Cluster)).await;
+            })*
+        }
+    };
     ($($case:ident),* $(,)?) => {
         mod single {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -177,9 +177,9 @@ async fn r25_prefixes_never_collide(kind: Kind) {
     assert_eq!(keys, ["a:busers:1"], "the prefix is followed by `:`");
 }
 
-/// A batch write is three round trips (markers read, absent markers created, entries stored),
-/// whatever its size, each with its own operation timeout. (On a cluster, each of them is a
-/// request per slot, sent concurrently.)
+/// A batch write is four round trips (the keys' exact markers bumped, markers read, absent
+/// markers created, entries stored), whatever its size, each with its own operation timeout.
+/// (On a cluster, each of them is a request per slot, sent concurrently.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_many_is_a_few_round_trips() {
     let redis = Topology::start(Kind::Single);
@@ -195,8 +195,8 @@ async fn set_many_is_a_few_round_trips() {
             redis.command_calls("mget"),
             redis.command_calls("evalsha") + redis.command_calls("eval")
         ),
-        (1, 1),
-        "one read, one script"
+        (1, 2),
+        "one read, two scripts (the bump, then the absent markers)"
     );
     let stored: usize = redis.query(&["DBSIZE"]);
     assert!(stored >= 5_000, "{stored} keys");
@@ -204,6 +204,7 @@ async fn set_many_is_a_few_round_trips() {
 }
 
 integration_tests::on_every_topology!(
+    with_l1:
     clear_is_scoped_to_its_prefix,
     without_a_prefix_keys_read_as_templates,
     r25_prefixes_never_collide,

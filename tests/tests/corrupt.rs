@@ -59,4 +59,6 @@ async fn corrupt_and_foreign_entries_are_misses(kind: Kind) {
     }
 }
 
-integration_tests::on_every_topology!(corrupt_and_foreign_entries_are_misses,);
+integration_tests::on_every_topology!(
+    with_l1:
+    corrupt_and_foreign_entries_are_misses,);

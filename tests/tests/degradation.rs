@@ -101,6 +101,14 @@ async fn redis_killed_mid_run(kind: Kind) {
     assert_eq!(loader.runs(), 1);
 
     redis.kill();
+    // With the L1 on, it serves until it sees the connection go (a few ms): nothing was
+    // invalidated meanwhile.
+    assert!(
+        wait_until(Duration::from_secs(5), || cache
+            .l1_stats()
+            .is_none_or(|s| !s.live))
+        .await
+    );
     for round in 0..20 {
         let started = Instant::now();
         assert_eq!(
@@ -208,6 +216,7 @@ async fn paused_redis_under_concurrency_never_blocks_past_the_timeout(kind: Kind
 }
 
 integration_tests::on_every_topology!(
+    with_l1:
     disabled_mode_opens_no_connection,
     redis_absent_at_start_up,
     redis_killed_mid_run,

@@ -154,6 +154,7 @@ async fn prefix_invalidation_is_constant_time_and_never_scans(kind: Kind) {
 }
 
 integration_tests::on_every_topology!(
+    with_l1:
     read_write_race_redis,
     race_across_processes_sharing_redis,
     invalidation_during_outage_is_not_lost,

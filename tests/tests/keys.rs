@@ -149,4 +149,6 @@ async fn a_hash_tag_in_values_does_not_choose_the_slot() {
     assert_eq!(ours.len(), 3, "keys spread over every master: {ours:?}");
 }
 
-integration_tests::on_every_topology!(hostile_values_stay_inside_their_keys);
+integration_tests::on_every_topology!(
+    with_l1:
+    hostile_values_stay_inside_their_keys);

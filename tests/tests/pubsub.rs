@@ -51,20 +51,6 @@ async fn message(s: &mut Subscription<Order>) -> (String, Order) {
     }
 }
 
-/// Runs `command` on every node (on one Redis, the server).
-fn on_every_node(redis: &Topology, command: &[&str]) {
-    match redis {
-        Topology::Single(server) => {
-            let _: redis::Value = server.query(command);
-        }
-        Topology::Cluster(cluster) => {
-            for node in cluster.nodes() {
-                let _: redis::Value = node.query(command);
-            }
-        }
-    }
-}
-
 async fn messages_arrive_typed_across_clients(kind: Kind) {
     let redis = Topology::start(kind);
     let caches = caches(&redis, 2).await;
@@ -165,7 +151,7 @@ async fn client_kill_type_pubsub_resumes_with_a_gap(kind: Kind) {
     assert_eq!(message(&mut orders).await.1, order(1));
 
     let killed = Instant::now();
-    on_every_node(&redis, &["CLIENT", "KILL", "TYPE", "pubsub"]);
+    redis.on_every_node(&["CLIENT", "KILL", "TYPE", "pubsub"]);
     let (before, took) = resumed(&publisher, &mut orders).await;
     eprintln!(
         "{kind:?}: back {took:?} ({:?} after the kill), events before: {before:?}",

@@ -145,6 +145,7 @@ async fn misses_on_distinct_keys_read_once(kind: Kind) {
 }
 
 integration_tests::on_every_topology!(
+    with_l1:
     one_load_for_a_miss_storm_on_redis,
     a_disabled_cache_runs_every_call,
     misses_on_distinct_keys_read_once,

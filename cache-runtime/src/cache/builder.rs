@@ -176,6 +176,42 @@ impl CacheBuilder {
         self
     }
 
+    /// The two-level cache: an in-process L1 in front of Redis (see [`Config::l1`]; needs the
+    /// `l1` feature, and Redis).
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cache_runtime::ConfigError> {
+    /// use std::time::Duration;
+    ///
+    /// let cache = cache_runtime::Cache::builder()
+    ///     .redis_url("redis://127.0.0.1:6379")
+    ///     .l1(true)
+    ///     .l1_capacity(16 << 20)
+    ///     .l1_max_ttl(Duration::from_secs(10))
+    ///     .build()
+    ///     .await?;
+    /// # let _ = cache;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn l1(mut self, on: bool) -> Self {
+        self.config.l1 = on;
+        self
+    }
+
+    /// What the L1 may hold, per-entry overhead included (see [`Config::l1_capacity_bytes`]).
+    pub fn l1_capacity(mut self, bytes: u64) -> Self {
+        self.config.l1_capacity_bytes = bytes;
+        self
+    }
+
+    /// The longest an L1 entry is served (see [`Config::l1_max_ttl`]); at least a millisecond.
+    pub fn l1_max_ttl(mut self, ttl: Duration) -> Self {
+        self.config.l1_max_ttl = ttl.max(Duration::from_millis(1));
+        self
+    }
+
     /// A file that exists while invalidations wait for Redis (see [`Config::outage_file`]).
     pub fn outage_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.config.outage_file = Some(path.into());
@@ -190,6 +226,13 @@ impl CacheBuilder {
     /// unreadable CA certificate, braces in the prefix of a cache on a Redis Cluster.
     pub async fn build(self) -> Result<Cache, ConfigError> {
         let config = self.config;
+        if config.l1 && !cfg!(feature = "l1") {
+            return Err(ConfigError::invalid(
+                "CACHE_L1",
+                "true",
+                "this build of cache-runtime has no `l1` feature",
+            ));
+        }
         let prefix = config.key_prefix();
         #[cfg(feature = "redis")]
         let redis = if config.enabled && config.redis_enabled {
@@ -221,9 +264,20 @@ impl CacheBuilder {
         }
         let memory = (config.enabled && config.fallback == Fallback::Memory)
             .then(|| MemoryStore::new(config.memory_capacity_bytes, config.max_ttl));
+        #[cfg(feature = "l1")]
+        let l1 = match &redis {
+            Some(redis) if config.l1 => Some(super::l1::L1::start(
+                crate::pubsub::PubSub::redis(redis.client().clone(), &prefix),
+                config.l1_capacity_bytes,
+                config.l1_max_ttl,
+            )),
+            _ => None,
+        };
         let store = Degrading::new(
             #[cfg(feature = "redis")]
             redis,
+            #[cfg(feature = "l1")]
+            l1,
             memory,
             config.fallback_ttl,
             config.outage_file.clone(),

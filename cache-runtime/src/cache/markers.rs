@@ -69,6 +69,16 @@ impl Marker<'_> {
     pub(crate) fn name(&self, prefix: &str) -> String {
         self.name_parts(prefix).concat()
     }
+
+    /// The marker's name in the messages its bumps publish (see `cache::l1`): `*`, `p` and
+    /// the prefix, `e` and the key. Without the cache prefix: the channel is the cache's own.
+    pub(crate) fn wire_name(&self) -> String {
+        match self {
+            Self::All => "*".to_owned(),
+            Self::Prefix(p) => format!("p{p}"),
+            Self::Exact(k) => format!("e{k}"),
+        }
+    }
 }
 
 /// The in-process markers: bounded, with constant-time bumps and lookups (REVIEW R3).

@@ -4,6 +4,8 @@ mod builder;
 pub(crate) mod codec;
 pub(crate) mod flight;
 pub(crate) mod key;
+#[cfg(feature = "l1")]
+pub(crate) mod l1;
 pub(crate) mod markers;
 #[cfg(feature = "redis")]
 pub(crate) mod outage;
@@ -132,8 +134,11 @@ impl Cache {
         self.set_many(&[(key, value)], ttl).await;
     }
 
-    /// Stores several values in one round trip (after one for their markers, and one more
-    /// for markers that do not exist yet). Each of the round trips has the operation timeout.
+    /// Stores several values in one round trip (after one that invalidates their keys, one
+    /// for their markers, and one more for markers that do not exist yet). Each of the round
+    /// trips has the operation timeout. Invalidating first makes the write visible to every
+    /// instance's L1, and keeps a load of these keys that was running meanwhile from storing
+    /// its older value over them.
     pub async fn set_many<T: Serialize + ?Sized>(
         &self,
         entries: &[(&str, &T)],
@@ -141,6 +146,15 @@ impl Cache {
     ) {
         let entries: Vec<_> = entries.iter().filter(|(k, _)| self.usable_key(k)).collect();
         let keys: Vec<&str> = entries.iter().map(|(k, _)| *k).collect();
+        let exact: Vec<Pattern> = keys
+            .iter()
+            .map(|k| Pattern::Exact((*k).to_owned()))
+            .collect();
+        if !exact.is_empty()
+            && let Err(e) = self.inner.store.bump(&exact).await
+        {
+            self.store_error(keys[0], &e);
+        }
         let mut fetched = self.fetch_many(&keys, &mut self.budget()).await;
         self.prepare_fill(&keys, &mut fetched, &mut self.budget())
             .await;
@@ -312,7 +326,19 @@ impl Cache {
             degraded_seconds: degraded_total.as_secs_f64(),
             pending_invalidations: self.pending_invalidations(),
             prefixes: self.inner.stats.prefixes(),
+            l1: self.l1_stats(),
         }
+    }
+
+    /// The L1's counters and state (`None` without one); cheaper than [`Cache::stats`].
+    pub fn l1_stats(&self) -> Option<stats::L1Stats> {
+        #[cfg(feature = "l1")]
+        return self.inner.store.l1().map(|l1| stats::L1Stats {
+            hits: self.inner.stats.totals().l1_hits,
+            ..l1.stats()
+        });
+        #[cfg(not(feature = "l1"))]
+        None
     }
 
     fn pending_invalidations(&self) -> usize {
@@ -397,6 +423,17 @@ impl Cache {
 
     async fn fetch_one(&self, key: &str, budget: &mut Budget) -> store::Fetched {
         match self.inner.store.fetch_one(key, budget).await {
+            Ok(fetched) => fetched,
+            Err(e) => {
+                self.store_error(key, &e);
+                store::Fetched::default()
+            }
+        }
+    }
+
+    /// [`Cache::fetch_one`], through the L1's table when `l1` (see `Degrading::fetch_one_for`).
+    async fn fetch_one_for(&self, key: &str, budget: &mut Budget, l1: bool) -> store::Fetched {
+        match self.inner.store.fetch_one_for(key, budget, l1).await {
             Ok(fetched) => fetched,
             Err(e) => {
                 self.store_error(key, &e);

@@ -14,6 +14,8 @@ use super::codec;
 use super::flight::{Followed, Join};
 use super::shape::{Keep, Outcome, Policy, Shape};
 use super::stats::Event;
+#[cfg(feature = "l1")]
+use super::store::memory::Entry as Kept;
 use super::store::{Budget, Fetched, Fill, Origin, Raw, Typed};
 use crate::error::KeyError;
 
@@ -53,6 +55,17 @@ fn lookup<V: DeserializeOwned>(
     }
 }
 
+/// The value of an L1 entry (whose generations the L1 checked): the kept value, or decoded.
+#[cfg(feature = "l1")]
+fn from_l1<V: DeserializeOwned>(entry: &Kept, keep: &impl Keep<V>) -> Option<V> {
+    if let Some(typed) = &entry.typed
+        && let Some(v) = keep.take(&*typed.value)
+    {
+        return Some(v);
+    }
+    codec::decode::<V>(&entry.bytes, Some(codec::type_tag::<V>())).map(|e| e.d)
+}
+
 impl Cache {
     /// Lookup, single flight, load, store. `key` is checked already (by
     /// [`super::key::KeyBuilder::finish`] or [`super::key::check_key`]).
@@ -79,13 +92,34 @@ impl Cache {
                 return load.await;
             }
         };
+        let l1 = !policy.bypass_l1;
+        #[cfg(feature = "l1")]
+        if l1
+            && let Some(entry) = inner.store.l1_get(&key)
+            && let Some(v) = from_l1(&entry.kept, keep)
+        {
+            inner.stats.record_l1_hit(&key);
+            return S::rebuild(v);
+        }
         let mut budget = Budget::new(inner.config.op_timeout);
         let ticket = inner.flights.ticket(&key);
         let mut fetched = match inner.store.fetch_without_io(&key) {
             Some(fetched) => fetched,
-            None => self.fetch_one(&key, &mut budget).await,
+            None => self.fetch_one_for(&key, &mut budget, l1).await,
         };
         if let Some(v) = self.check::<S::Value>(&key, &fetched, keep, true) {
+            if fetched.l1.is_some()
+                && let Some(bytes) = &fetched.value
+            {
+                let typed = keep.keep(&v).map(|value| Typed {
+                    value,
+                    gens: fetched.gens.as_slice().into(),
+                });
+                let bytes: Arc<[u8]> = (**bytes).into();
+                inner
+                    .store
+                    .fill_l1(&key, &fetched, &bytes, typed, self.ttl(policy.ttl));
+            }
             return S::rebuild(v);
         }
         let tag = Some(codec::type_tag::<S::Value>());
@@ -115,7 +149,7 @@ impl Cache {
         // A flight on this key may have finished (and stored) between our miss and our
         // election: look again. The miss is counted already; a value found now was coalesced.
         if fetched.origin != Origin::Nowhere && inner.flights.ticket(&key) != ticket {
-            fetched = self.fetch_one(&key, &mut budget).await;
+            fetched = self.fetch_one_for(&key, &mut budget, l1).await;
             if let Ok(v) = lookup::<S::Value>(&fetched, keep, true) {
                 inner.stats.record(&key, Event::Coalesced);
                 leader.publish(fetched.value.map(Into::into));
@@ -157,13 +191,17 @@ impl Cache {
             } else {
                 policy.ttl
             };
-            let typed = matches!(fetched.origin, Origin::Memory { .. })
+            let typed = (matches!(fetched.origin, Origin::Memory { .. }) || fetched.l1.is_some())
                 .then(|| keep.keep(value))
                 .flatten()
                 .map(|value| Typed {
                     value,
                     gens: fetched.gens.as_slice().into(),
                 });
+            let ttl = self.ttl(ttl);
+            inner
+                .store
+                .fill_l1(&key, &fetched, &bytes, typed.clone(), ttl);
             let fill = Fill {
                 key: &key,
                 bytes,
@@ -172,7 +210,7 @@ impl Cache {
                 load_time: Duration::from_millis(codec::now_ms().saturating_sub(started_ms)),
                 origin: fetched.origin,
             };
-            self.put(std::slice::from_ref(&fill), self.ttl(ttl), &mut budget)
+            self.put(std::slice::from_ref(&fill), ttl, &mut budget)
                 .await;
         }
         drop(leader);

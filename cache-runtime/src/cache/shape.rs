@@ -49,6 +49,9 @@ pub struct Policy {
     pub cache_none: bool,
     /// TTL for negative results; `None`: `ttl`.
     pub none_ttl: Option<Duration>,
+    /// `l1 = false`: never served from, or kept in, the two-level cache's L1 (strict data,
+    /// such as permissions, that must not lag behind a write on another instance).
+    pub bypass_l1: bool,
 }
 
 /// Any serializable type, cached as is.

@@ -22,10 +22,13 @@ pub(crate) enum Event {
     DecodeFailure,
     Load,
     Coalesced,
+    /// A hit the L1 served: counted with [`Stats::record_l1_hit`], which also counts the hit.
+    #[cfg_attr(not(feature = "l1"), allow(dead_code, reason = "the L1's"))]
+    L1Hit,
 }
 
 impl Event {
-    const COUNT: usize = 9;
+    const COUNT: usize = 10;
 }
 
 /// One set of counters, indexed by [`Event`].
@@ -55,12 +58,27 @@ impl Stats {
     /// Counts one event for `key` (its first segment is the prefix; `_invalid` for keys that
     /// could not be built, `*` for the epoch).
     pub(crate) fn record(&self, key: &str, event: Event) {
+        self.record_all(key, &[event]);
+    }
+
+    /// A hit the L1 served (one counter lookup for both counts: this is the hottest path).
+    #[cfg(feature = "l1")]
+    pub(crate) fn record_l1_hit(&self, key: &str) {
+        self.record_all(key, &[Event::Hit, Event::L1Hit]);
+    }
+
+    fn record_all(&self, key: &str, events: &[Event]) {
+        let add = |counters: &Counters| {
+            for &event in events {
+                counters.add(event);
+            }
+        };
         let prefix = key
             .bytes()
             .position(|b| b == b':')
             .map_or(key, |i| &key[..i]);
         if let Some(counters) = read(&self.by_prefix).get(prefix) {
-            counters.add(event);
+            add(counters);
             return;
         }
         let mut map = write(&self.by_prefix);
@@ -69,7 +87,7 @@ impl Stats {
         } else {
             "_other"
         };
-        map.entry(name.to_owned()).or_default().add(event);
+        add(map.entry(name.to_owned()).or_default());
     }
 
     pub(crate) fn totals(&self) -> PrefixStats {
@@ -112,6 +130,8 @@ pub struct PrefixStats {
     pub loads: u64,
     /// Calls that waited for another call's load of the same key instead of loading.
     pub coalesced: u64,
+    /// Of the hits, those the two-level cache's L1 served, without a round trip.
+    pub l1_hits: u64,
 }
 
 impl PrefixStats {
@@ -127,6 +147,7 @@ impl PrefixStats {
             decode_failures,
             loads,
             coalesced,
+            l1_hits,
         ]: [u64; Event::COUNT],
     ) -> Self {
         Self {
@@ -139,6 +160,7 @@ impl PrefixStats {
             decode_failures,
             loads,
             coalesced,
+            l1_hits,
         }
     }
 }
@@ -178,6 +200,37 @@ pub struct StatsSnapshot {
     /// Counters per key prefix (first key segment). `*` counts invalidations of everything,
     /// `_invalid` keys that could not be built, `_other` prefixes beyond the first 256.
     pub prefixes: BTreeMap<String, PrefixStats>,
+    /// The two-level cache's L1, when it is on (`CACHE_L1`).
+    pub l1: Option<L1Stats>,
+}
+
+/// Counters of the L1, for [`crate::StatsSnapshot::l1`].
+#[derive(Debug, Clone, Default, serde::Serialize)]
+#[non_exhaustive]
+pub struct L1Stats {
+    /// Reads the L1 answered (the sum of the prefixes' `l1_hits`).
+    pub hits: u64,
+    /// Reads it could not (absent, invalid, or the feed not live).
+    pub misses: u64,
+    /// Reads from Redis that fetched the entry alone (the table knew its markers).
+    pub entry_only_reads: u64,
+    /// Entries stored.
+    pub fills: u64,
+    /// Flushes: lost or resumed subscriptions, lags, silences, a full table.
+    pub flushes: u64,
+    /// Whether the feed is live now (the L1 serves).
+    pub live: bool,
+    /// Invalidation messages applied (heartbeats not counted).
+    pub messages: u64,
+    /// Markers in the table.
+    pub markers: u64,
+    /// Entries held (approximate: moka counts lazily).
+    pub entries: u64,
+    /// From a bump in Redis to its message applied here, for the last message and the
+    /// largest since start, in µs (the Redis server's clock against this host's).
+    pub lag_last_us: u64,
+    /// See `lag_last_us`.
+    pub lag_max_us: u64,
 }
 
 #[cfg(test)]
@@ -197,6 +250,7 @@ mod tests {
             Event::DecodeFailure,
             Event::Load,
             Event::Coalesced,
+            Event::L1Hit,
         ];
         for (n, event) in events.into_iter().enumerate() {
             for _ in 0..=n {
@@ -220,9 +274,10 @@ mod tests {
                 users.invalidations,
                 users.decode_failures,
                 users.loads,
-                users.coalesced
+                users.coalesced,
+                users.l1_hits
             ),
-            (6, 7, 8, 9)
+            (6, 7, 8, 9, 10)
         );
         assert_eq!(stats.totals().hits, 2);
     }

@@ -121,6 +121,7 @@ async fn r09_fallback_entries_live_at_most_the_fallback_ttl(kind: Kind) {
 }
 
 integration_tests::on_every_topology!(
+    with_l1:
     r08_a_load_from_an_earlier_outage_is_not_served_in_a_later_one,
     r08_an_entry_from_an_earlier_outage_is_not_served_in_a_later_one,
     r26_getters_have_no_side_effect,

@@ -99,6 +99,7 @@ async fn r13_a_delete_during_an_outage_is_not_lost(kind: Kind) {
 }
 
 integration_tests::on_every_topology!(
+    with_l1:
     r10_shutdown_replays_the_queue,
     r10_a_successor_invalidates_what_a_dead_process_held,
     r13_a_delete_during_an_outage_is_not_lost,

@@ -83,4 +83,6 @@ async fn r15_a_hung_load_holds_followers_only_until_the_flight_timeout() {
     hung.abort();
 }
 
-integration_tests::on_every_topology!(r14_a_big_clear_neither_times_out_nor_trips_the_breaker,);
+integration_tests::on_every_topology!(
+    with_l1:
+    r14_a_big_clear_neither_times_out_nor_trips_the_breaker,);

@@ -3,7 +3,6 @@
 //! that cannot reach Redis waits in the outage queue.
 
 use std::path::PathBuf;
-#[cfg(feature = "redis")]
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +11,8 @@ use super::memory::MemoryStore;
 use super::redis::RedisCacheStore;
 use super::{Budget, CacheStore, Fetched, Fill, Origin, StoreError};
 use crate::cache::key::Pattern;
+#[cfg(feature = "l1")]
+use crate::cache::l1::L1;
 #[cfg(feature = "redis")]
 use crate::cache::outage::OutageQueue;
 use crate::cache::stats::Mode;
@@ -20,6 +21,9 @@ use crate::cache::stats::Mode;
 pub(crate) struct Degrading {
     #[cfg(feature = "redis")]
     redis: Option<(RedisCacheStore, Arc<OutageQueue>)>,
+    /// In front of Redis, with `CACHE_L1`.
+    #[cfg(feature = "l1")]
+    l1: Option<Arc<L1>>,
     memory: Option<MemoryStore>,
     /// While Redis is enabled but not serving, in-process entries live at most this long
     /// (REVIEW R9): other instances may be writing through Redis meanwhile.
@@ -31,6 +35,7 @@ impl Degrading {
     /// gate the breaker closes through. `outage_file`: see [`crate::Config::outage_file`].
     pub(crate) fn new(
         #[cfg(feature = "redis")] redis: Option<RedisCacheStore>,
+        #[cfg(feature = "l1")] l1: Option<Arc<L1>>,
         memory: Option<MemoryStore>,
         fallback_ttl: Duration,
         outage_file: Option<PathBuf>,
@@ -48,6 +53,8 @@ impl Degrading {
         Self {
             #[cfg(feature = "redis")]
             redis,
+            #[cfg(feature = "l1")]
+            l1,
             memory,
             fallback_ttl,
         }
@@ -89,6 +96,69 @@ impl Degrading {
             (Origin::Memory { epoch }, Some(memory)) => Some(memory.fetch_at(key, epoch)),
             _ => Some(Fetched::default()),
         }
+    }
+
+    /// The L1's entry under `key` while Redis serves (the L1 checked its generations).
+    #[cfg(feature = "l1")]
+    pub(crate) fn l1_get(&self, key: &str) -> Option<Arc<crate::cache::l1::Entry>> {
+        let l1 = self.l1.as_ref()?;
+        if self.serving() != Origin::Redis {
+            return None;
+        }
+        l1.get(key)
+    }
+
+    /// The L1, when there is one.
+    #[cfg(feature = "l1")]
+    pub(crate) fn l1(&self) -> Option<&L1> {
+        self.l1.as_deref()
+    }
+
+    /// [`CacheStore::fetch_one`], through the L1's table when `l1`: when it knows the key's
+    /// markers, the entry alone is read; otherwise the read takes a ticket, so that what it
+    /// finds can go into the L1.
+    pub(crate) async fn fetch_one_for(
+        &self,
+        key: &str,
+        budget: &mut Budget,
+        l1: bool,
+    ) -> Result<Fetched, StoreError> {
+        #[cfg(feature = "l1")]
+        if let (true, Origin::Redis, Some(redis), Some(cache)) =
+            (l1, self.serving(), self.redis(), &self.l1)
+        {
+            if let Some((gens, ticket)) = cache.known(key) {
+                return Ok(Fetched {
+                    value: redis.get_entry(key, budget).await?,
+                    gens,
+                    origin: Origin::Redis,
+                    l1: Some(ticket),
+                });
+            }
+            let ticket = cache.ticket();
+            let mut fetched = redis.fetch_one(key, budget).await?;
+            fetched.l1 = ticket;
+            return Ok(fetched);
+        }
+        let _ = l1;
+        self.fetch_one(key, budget).await
+    }
+
+    /// Keeps a value read or loaded from Redis in the L1 (when its read had a ticket).
+    pub(crate) fn fill_l1(
+        &self,
+        key: &str,
+        fetched: &Fetched,
+        bytes: &Arc<[u8]>,
+        typed: Option<super::Typed>,
+        ttl: Duration,
+    ) {
+        #[cfg(feature = "l1")]
+        if let (Some(ticket), Some(l1)) = (fetched.l1, &self.l1) {
+            l1.fill(key, bytes.clone(), typed, &fetched.gens, ticket, ttl);
+        }
+        #[cfg(not(feature = "l1"))]
+        let _ = (key, fetched, bytes, typed, ttl);
     }
 
     pub(crate) fn mode(&self) -> Mode {
@@ -138,19 +208,51 @@ impl Degrading {
                     // Redis answers but may not serve (its replicas could not confirm an
                     // invalidation): other instances read from it, so tell them now too.
                     let best_effort = super::redis::Mode::BestEffort(redis.client().op_timeout());
-                    let _ = redis.bump_in(patterns, best_effort).await;
+                    let bumped = redis.bump_in(patterns, best_effort).await;
+                    self.raise_l1(patterns, bumped.as_deref().ok());
+                } else {
+                    self.raise_l1(patterns, None);
                 }
                 return Ok(());
             }
             let mode = admin.map_or(super::redis::Mode::Guarded, super::redis::Mode::Unguarded);
-            if let Err(e) = redis.bump_in(patterns, mode).await {
-                queue.hold_failed(patterns);
-                return Err(e);
+            match redis.bump_in(patterns, mode).await {
+                Ok(gens) => self.raise_l1(patterns, Some(&gens)),
+                Err(e) => {
+                    self.raise_l1(patterns, None);
+                    queue.hold_failed(patterns);
+                    return Err(e);
+                }
             }
         }
         #[cfg(not(feature = "redis"))]
         let _ = admin;
         Ok(())
+    }
+}
+
+impl Degrading {
+    /// This process's own bump, before it returns: the L1 raises the markers to the bump's
+    /// generations, or forgets everything when they are unknown (the bump failed, or was
+    /// queued).
+    #[cfg(feature = "redis")]
+    fn raise_l1(&self, patterns: &[Pattern], gens: Option<&[u64]>) {
+        #[cfg(feature = "l1")]
+        if let Some(l1) = &self.l1 {
+            match gens {
+                Some(gens) if gens.len() == patterns.len() => {
+                    l1.raise(
+                        patterns
+                            .iter()
+                            .map(Pattern::marker)
+                            .zip(gens.iter().copied()),
+                    );
+                }
+                _ => l1.flush(),
+            }
+        }
+        #[cfg(not(feature = "l1"))]
+        let _ = (patterns, gens);
     }
 }
 

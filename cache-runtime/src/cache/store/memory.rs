@@ -33,6 +33,39 @@ pub(crate) struct Entry {
     epoch: u64,
 }
 
+impl Entry {
+    /// An entry as the L1 keeps it (outside any outage).
+    #[cfg(feature = "l1")]
+    pub(crate) fn new(bytes: Arc<[u8]>, typed: Option<Typed>, ttl: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            bytes,
+            typed,
+            ttl,
+            epoch: 0,
+        })
+    }
+
+    /// What it weighs in a moka cache under `key`: the value itself, when kept, weighs about
+    /// as much as its encoding.
+    pub(crate) fn weight(&self, key: &str) -> u32 {
+        let copies = if self.typed.is_some() { 2 } else { 1 };
+        u32::try_from(key.len() + copies * self.bytes.len())
+            .unwrap_or(u32::MAX)
+            .saturating_add(ENTRY_OVERHEAD)
+    }
+}
+
+/// An entry that decides how long it lives.
+pub(crate) trait Lifetime {
+    fn ttl(&self) -> Duration;
+}
+
+impl Lifetime for Entry {
+    fn ttl(&self) -> Duration {
+        self.ttl
+    }
+}
+
 impl std::fmt::Debug for Entry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Entry")
@@ -42,21 +75,22 @@ impl std::fmt::Debug for Entry {
     }
 }
 
-struct PerEntryTtl;
+/// Each entry's own TTL, for moka.
+pub(crate) struct PerEntryTtl;
 
-impl moka::Expiry<String, Arc<Entry>> for PerEntryTtl {
-    fn expire_after_create(&self, _: &String, entry: &Arc<Entry>, _: Instant) -> Option<Duration> {
-        Some(entry.ttl)
+impl<E: Lifetime> moka::Expiry<String, Arc<E>> for PerEntryTtl {
+    fn expire_after_create(&self, _: &String, entry: &Arc<E>, _: Instant) -> Option<Duration> {
+        Some(entry.ttl())
     }
 
     fn expire_after_update(
         &self,
         _: &String,
-        entry: &Arc<Entry>,
+        entry: &Arc<E>,
         _: Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
-        Some(entry.ttl)
+        Some(entry.ttl())
     }
 }
 
@@ -86,13 +120,7 @@ impl MemoryStore {
         Self {
             entries: Moka::builder()
                 .max_capacity(capacity_bytes)
-                // The value itself, when kept, weighs about as much as its encoding.
-                .weigher(|k: &String, e: &Arc<Entry>| {
-                    let copies = if e.typed.is_some() { 2 } else { 1 };
-                    u32::try_from(k.len() + copies * e.bytes.len())
-                        .unwrap_or(u32::MAX)
-                        .saturating_add(ENTRY_OVERHEAD)
-                })
+                .weigher(|k: &String, e: &Arc<Entry>| e.weight(k))
                 .expire_after(PerEntryTtl)
                 .build_with_hasher(RandomState::default()),
             markers: MarkerTable::new(marker_period, MARKERS_PER_GENERATION),
@@ -113,6 +141,7 @@ impl MemoryStore {
             value,
             gens,
             origin: Origin::Memory { epoch },
+            l1: None,
         }
     }
 

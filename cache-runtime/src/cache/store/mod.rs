@@ -96,7 +96,16 @@ pub(crate) struct Fetched {
     pub(crate) gens: Gens,
     /// Where it was read: a fill goes back there, or nowhere.
     pub(crate) origin: Origin,
+    /// Read from Redis while the L1's feed was live: the value may go into the L1.
+    pub(crate) l1: Option<Ticket>,
 }
+
+#[cfg(feature = "l1")]
+pub(crate) use crate::cache::l1::Ticket;
+/// Without the `l1` feature no read carries one.
+#[cfg(not(feature = "l1"))]
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Ticket {}
 
 /// Which store answered a read. Generations of one store mean nothing to the other, so a load
 /// is stored only in the store (and, in process, the Redis outage) its markers were read from.

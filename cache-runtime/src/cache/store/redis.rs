@@ -30,15 +30,21 @@ use crate::cache::key::{MARKER_NS, Pattern};
 use crate::cache::markers::{self, Marker};
 use crate::redis::{Connection, Lua, RedisClient, glob_escape, with_script};
 
-/// Gives markers new generations and deletes entries. `KEYS`: the markers, then the entries;
-/// `ARGV[1]`: the number of markers, `ARGV[1 + i]`: marker i's TTL in ms (0: none). Returns the
-/// new generations.
+/// Gives markers new generations, deletes entries, and publishes the new generations for the
+/// instances' L1 tables. `KEYS`: the markers, then the entries; `ARGV[1]`: the number of
+/// markers n, `ARGV[1 + i]`: marker i's TTL in ms (0: none), `ARGV[2 + n]`: the channel,
+/// `ARGV[2 + n + i]`: marker i's name in messages ([`Marker::wire_name`]). Returns the new
+/// generations. The message is a JSON array of strings: the server time (µs), then each
+/// marker's name and generation (integers as strings: a Lua number prints them exactly, cjson
+/// would round them to 14 digits). Publishing inside the script makes it atomic with the bump,
+/// and cluster-safe (one key per call there; `PUBLISH` reaches every node).
 static BUMP: Lua = Lua::new(
     r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local n = tonumber(ARGV[1])
 local gens = {}
+local message = {string.format('%.0f', now)}
 for i = 1, n do
   local ok, current = pcall(redis.call, 'GET', KEYS[i])
   current = ok and tonumber(current) or nil
@@ -51,8 +57,11 @@ for i = 1, n do
     redis.call('SET', KEYS[i], string.format('%.0f', g))
   end
   gens[i] = g
+  message[2 * i] = ARGV[2 + n + i]
+  message[2 * i + 1] = string.format('%.0f', g)
 end
 for i = n + 1, #KEYS do redis.call('DEL', KEYS[i]) end
+redis.call('PUBLISH', ARGV[2 + n], cjson.encode(message))
 return gens",
 );
 
@@ -179,20 +188,48 @@ impl RedisCacheStore {
         }
     }
 
+    /// The entry under `key` alone (one `GET`, one slot), for a read whose markers the L1's
+    /// table knows.
+    #[cfg(feature = "l1")]
+    pub(crate) async fn get_entry(
+        &self,
+        key: &str,
+        budget: &mut Budget,
+    ) -> Result<Option<Raw>, StoreError> {
+        let mut cmd = ::redis::cmd("GET");
+        cmd.arg(KeyArg {
+            prefix: &self.prefix,
+            key,
+        });
+        let reply: Value = self
+            .client
+            .run_within(budget, |mut c| async move { cmd.query_async(&mut c).await })
+            .await?;
+        Ok(match reply {
+            Value::BulkString(bytes) => Some(Raw::Owned(bytes)),
+            _ => None,
+        })
+    }
+
     /// Bumps the markers of `patterns` and deletes their exact keys: one script call on one
     /// Redis; on a cluster one per marker, concurrently, each deleting the exact keys of its
     /// slot (and a `DEL` for any other). With `REDIS_WAIT_REPLICAS`, each script call is
-    /// followed by `WAIT` and must be acknowledged.
-    pub(crate) async fn bump_in(&self, patterns: &[Pattern], mode: Mode) -> Result<(), StoreError> {
-        let markers: Vec<(String, u64)> = patterns
+    /// followed by `WAIT` and must be acknowledged. Returns the new generations, in the order
+    /// of `patterns`.
+    pub(crate) async fn bump_in(
+        &self,
+        patterns: &[Pattern],
+        mode: Mode,
+    ) -> Result<Vec<u64>, StoreError> {
+        let markers: Vec<Bumped> = patterns
             .iter()
-            .map(|p| {
-                (
-                    p.marker().name(&self.prefix),
-                    self.marker_ttl_ms(p.marker()),
-                )
+            .map(|p| Bumped {
+                name: p.marker().name(&self.prefix),
+                ttl_ms: self.marker_ttl_ms(p.marker()),
+                wire: p.marker().wire_name(),
             })
             .collect();
+        let channel = self.channel();
         let exact: Vec<String> = patterns
             .iter()
             .filter_map(|p| match p {
@@ -201,18 +238,19 @@ impl RedisCacheStore {
             })
             .collect();
         let client = &self.client;
-        let (markers, exact) = (&markers, &exact);
+        let (markers, exact, channel) = (&markers, &exact, channel.as_str());
         let wait = !matches!(mode, Mode::BestEffort(_));
         let run = |conn: Connection| async move {
+            let bump = |conn, markers, exact| bump_on(conn, client, markers, exact, channel, wait);
             if !conn.is_cluster() {
-                return Ok(vec![bump_on(conn, client, markers, exact, wait).await?]);
+                return Ok(vec![bump(conn, markers, exact).await?]);
             }
             // A marker's script also deletes the exact keys in its slot (an exact marker shares
             // its entry's slot); any other exact key goes to one DEL, which redis-rs splits.
             let slot = |key: &str| Route::with_key(key, SlotAddr::Master);
             let (mut with_marker, mut alone) = (vec![Vec::new(); markers.len()], Vec::new());
             for key in exact {
-                match markers.iter().position(|(name, _)| slot(name) == slot(key)) {
+                match markers.iter().position(|m| slot(&m.name) == slot(key)) {
                     Some(i) => with_marker[i].push(key.clone()),
                     None => alone.push(key),
                 }
@@ -220,7 +258,7 @@ impl RedisCacheStore {
             let bumps = markers
                 .chunks(1)
                 .zip(&with_marker)
-                .map(|(marker, keys)| bump_on(conn.clone(), client, marker, keys, wait));
+                .map(|(marker, keys)| bump(conn.clone(), marker, keys));
             let delete = async {
                 if !alone.is_empty() {
                     ::redis::cmd("DEL")
@@ -239,37 +277,61 @@ impl RedisCacheStore {
                 client.run_unguarded(timeout, run).await
             }
         }?;
-        if wait {
-            for reply in replies {
-                client.replicated(reply)?;
-            }
+        let mut gens = Vec::with_capacity(markers.len());
+        for reply in replies {
+            let reply = if wait {
+                client.replicated(reply)?
+            } else {
+                reply
+            };
+            let bumped = reply.into_iter().next().unwrap_or(Value::Nil);
+            gens.extend(Vec::<u64>::from_redis_value(bumped).map_err(::redis::RedisError::from)?);
         }
-        Ok(())
+        Ok(gens)
+    }
+
+    /// The channel the bumps publish on: `<prefix>__inv`.
+    pub(crate) fn channel(&self) -> String {
+        format!("{}{MARKER_NS}", self.prefix)
+            .trim_end_matches(':')
+            .to_owned()
     }
 }
 
-/// One BUMP script call for `markers` (name, TTL in ms), deleting the `exact` keys, then
-/// `WAIT` if configured and `wait`; the replies.
+/// A marker to bump: its key, its TTL in ms, its name in messages.
+struct Bumped {
+    name: String,
+    ttl_ms: u64,
+    wire: String,
+}
+
+/// One BUMP script call for `markers`, deleting the `exact` keys and publishing on `channel`,
+/// then `WAIT` if configured and `wait`; the replies.
 async fn bump_on(
     conn: Connection,
     client: &RedisClient,
-    markers: &[(String, u64)],
+    markers: &[Bumped],
     exact: &[String],
+    channel: &str,
     wait: bool,
 ) -> RedisResult<Vec<Value>> {
     let mut pipeline = ::redis::pipe();
     let cmd = BUMP.call(&mut pipeline).arg(markers.len() + exact.len());
-    for (name, _) in markers {
-        cmd.arg(name);
+    for m in markers {
+        cmd.arg(&m.name);
     }
     cmd.arg(exact).arg(markers.len());
-    for (_, ttl) in markers {
-        cmd.arg(ttl);
+    for m in markers {
+        cmd.arg(m.ttl_ms);
+    }
+    cmd.arg(channel);
+    for m in markers {
+        cmd.arg(&m.wire);
     }
     if wait {
         client.wait_for_replicas(&mut pipeline);
     }
-    with_script(conn, &BUMP, &markers[0].0, &pipeline).await
+    with_script(conn, &BUMP, &markers[0].name, &pipeline).await
 }
 
 impl CacheStore for RedisCacheStore {
@@ -396,7 +458,7 @@ impl CacheStore for RedisCacheStore {
     }
 
     async fn bump(&self, patterns: &[Pattern]) -> Result<(), StoreError> {
-        self.bump_in(patterns, Mode::Guarded).await
+        self.bump_in(patterns, Mode::Guarded).await.map(drop)
     }
 
     /// SCAN on every master (on one Redis, the server), and one sweep script call per page
@@ -537,6 +599,7 @@ fn fetched(key: &str, values: &mut impl Iterator<Item = Value>) -> Fetched {
         value,
         gens,
         origin: Origin::Redis,
+        l1: None,
     }
 }
 
