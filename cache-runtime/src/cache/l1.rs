@@ -246,8 +246,10 @@ impl L1 {
     }
 
     /// The generations of `key`'s markers, if the table knows them all from reads of the last
-    /// `CACHE_L1_MAX_TTL` and the feed is live: then the entry alone needs reading.
-    pub(crate) fn known(&self, key: &str) -> Option<(Gens, Ticket)> {
+    /// `CACHE_L1_MAX_TTL` and the feed is live: then the entry alone needs reading. With a
+    /// ticket when what it reads can go into the L1 (not when the L1 keeps no entries: the
+    /// table knows these generations already).
+    pub(crate) fn known(&self, key: &str) -> Option<(Gens, Option<Ticket>)> {
         if !self.live() {
             return None;
         }
@@ -265,13 +267,11 @@ impl L1 {
         self.counters
             .entry_only_reads
             .fetch_add(1, Ordering::Relaxed);
-        Some((
-            gens,
-            Ticket {
-                flushes: table.flushes,
-                fresh: false,
-            },
-        ))
+        let ticket = Ticket {
+            flushes: table.flushes,
+            fresh: false,
+        };
+        Some((gens, self.keeps_entries.then_some(ticket)))
     }
 
     /// Stores `key`'s value, loaded or read under `gens` with `ticket`, for at most `ttl` (and
@@ -315,6 +315,29 @@ impl L1 {
     /// one of them was read, unless a flush came in between or the feed is not live.
     fn merge(&self, key: &str, gens: &[u64], ticket: Ticket) -> Option<(Slots, u64)> {
         let now = self.now_ms();
+        let raise = |slot: &Arc<Slot>, g: u64, read_at: &mut u64| {
+            slot.generation.fetch_max(g, Ordering::AcqRel);
+            if ticket.fresh {
+                slot.read_at.fetch_max(now, Ordering::AcqRel);
+            }
+            *read_at = (*read_at).min(slot.read_at.load(Ordering::Acquire));
+            slot.clone()
+        };
+        {
+            // Usually every marker has a slot already: slots are atomics, a read lock will do.
+            let table = read(&self.table);
+            if table.flushes != ticket.flushes || !self.live() {
+                return None;
+            }
+            let mut read_at = now;
+            let slots: Option<Slots> = markers::of_key(key)
+                .zip(gens)
+                .map(|(marker, &g)| Some(raise(table.get(marker)?, g, &mut read_at)))
+                .collect();
+            if let Some(slots) = slots {
+                return Some((slots, read_at));
+            }
+        }
         let mut table = write(&self.table);
         if table.flushes != ticket.flushes || !self.live() {
             return None;
@@ -327,15 +350,7 @@ impl L1 {
         let mut read_at = now;
         let slots = markers::of_key(key)
             .zip(gens)
-            .map(|(marker, &g)| {
-                let slot = table.get_or_insert(marker).clone();
-                slot.generation.fetch_max(g, Ordering::AcqRel);
-                if ticket.fresh {
-                    slot.read_at.fetch_max(now, Ordering::AcqRel);
-                }
-                read_at = read_at.min(slot.read_at.load(Ordering::Acquire));
-                slot
-            })
+            .map(|(marker, &g)| raise(table.get_or_insert(marker), g, &mut read_at))
             .collect();
         Some((slots, read_at))
     }

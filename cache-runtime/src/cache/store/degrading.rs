@@ -132,7 +132,7 @@ impl Degrading {
                     value: redis.get_entry(key, budget).await?,
                     gens,
                     origin: Origin::Redis,
-                    l1: Some(ticket),
+                    l1: ticket,
                 });
             }
             let ticket = cache.ticket();
