@@ -340,19 +340,13 @@ impl Config {
                 }
                 l1 => l1,
             },
-            l1_capacity_bytes: get("CACHE_L1_BYTES").map_or(Ok(d.l1_capacity_bytes), |v| {
-                bounded("CACHE_L1_BYTES", &v, u64::MAX)
-            })?,
-            l1_max_ttl: match secs("CACHE_L1_MAX_TTL", d.l1_max_ttl, MAX_TTL_LIMIT)? {
-                Duration::ZERO => {
-                    return Err(ConfigError::invalid(
-                        "CACHE_L1_MAX_TTL",
-                        "0",
-                        "expected at least 1 second",
-                    ));
-                }
-                ttl => ttl,
+            // 0 is meaningful here: the table without entries.
+            l1_capacity_bytes: match get("CACHE_L1_BYTES").as_deref() {
+                None => d.l1_capacity_bytes,
+                Some("0") => 0,
+                Some(v) => bounded("CACHE_L1_BYTES", v, u64::MAX)?,
             },
+            l1_max_ttl: secs("CACHE_L1_MAX_TTL", d.l1_max_ttl, MAX_TTL_LIMIT)?,
             ..d
         })
     }
@@ -632,9 +626,32 @@ mod tests {
             ("REDIS_TIMEOUT_MS", "1.5"),
             ("CACHE_MEMORY_BYTES", "lots"),
             ("REDIS_FAILURE_THRESHOLD", "0"),
+            ("CACHE_L1", "yes please"),
+            ("CACHE_L1_BYTES", "-1"),
+            ("CACHE_L1_MAX_TTL", "0"),
         ] {
             let msg = from(&[(name, value)]).unwrap_err().to_string();
             assert!(msg.contains(name) && msg.contains(value), "{msg}");
+        }
+    }
+
+    #[test]
+    fn l1_settings() {
+        let c = from(&[("CACHE_L1_BYTES", "0"), ("CACHE_L1_MAX_TTL", "5")]).unwrap();
+        assert!(!c.l1, "off unless asked for");
+        assert_eq!(
+            (c.l1_capacity_bytes, c.l1_max_ttl),
+            (0, Duration::from_secs(5))
+        );
+        let on = from(&[("CACHE_L1", "true")]);
+        if cfg!(feature = "l1") {
+            assert!(on.unwrap().l1);
+        } else {
+            let msg = on.unwrap_err().to_string();
+            assert!(
+                msg.contains("CACHE_L1") && msg.contains("`l1` feature"),
+                "{msg}"
+            );
         }
     }
 
